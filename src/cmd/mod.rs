@@ -1,0 +1,25 @@
+//! One module per subcommand: each has its clap `Args` and a `run` function.
+
+mod inspect;
+mod phantom;
+mod tic;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show what a DICOM, Y4M or PNG-folder input contains.
+    Inspect(inspect::Args),
+    /// Compute the time-intensity curve, the bolus fit and the peak-enhancement frame.
+    Tic(tic::Args),
+    /// Write a synthetic CEUS exam with its ground truth.
+    Phantom(phantom::Args),
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Tic(args) => tic::run(args),
+        Command::Phantom(args) => phantom::run(args),
+    }
+}

@@ -1,0 +1,1 @@
+//! Where the ultrasound views sit inside the scanner's screen.

@@ -1,0 +1,13 @@
+//! ceus-edge: contrast-enhanced ultrasound (CEUS) analysis for an edge box beside the scanner.
+//!
+//! The library follows the data flow of an exam: a [`source`] yields [`frame::Frame`]s, the
+//! [`layout`] finds the ultrasound views inside the scanner's screen, and the [`tic`] tracker
+//! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
+//! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
+
+pub mod frame;
+pub mod geometry;
+pub mod layout;
+pub mod phantom;
+pub mod source;
+pub mod tic;

@@ -1,0 +1,1 @@
+//! Synthetic CEUS exams with known ground truth.

@@ -1,0 +1,1 @@
+//! The time-intensity curve of a region of interest.
