@@ -1,1 +1,3 @@
 //! Integration tests of the ceus-edge binary and library.
+
+mod common;
