@@ -1,3 +1,4 @@
 //! Integration tests of the ceus-edge binary and library.
 
 mod common;
+mod phantom;
