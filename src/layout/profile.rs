@@ -1,0 +1,5 @@
+//! Layout profiles.
+
+/// A layout read from TOML.
+#[derive(Debug)]
+pub struct LayoutProfile {}

@@ -1,0 +1,312 @@
+//! The TIC tracker, the bolus fits and the peak frame on synthetic scanner screens.
+
+use ceus_edge::frame::{Frame, PixelFormat};
+use ceus_edge::geometry::Rect;
+use ceus_edge::layout::{Layout, LayoutKind};
+use ceus_edge::tic::linearise::power_to_grey;
+use ceus_edge::tic::{FrameFlags, TicCurve, TicSettings, TicTracker};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp1};
+
+/// Something that happens to one frame of a [`Screen`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Event {
+    /// Contrast view 30 times brighter.
+    Flash,
+    /// Both views copied from the previous frame.
+    Frozen,
+    /// Both views black.
+    Black,
+    /// Tissue shifted by this many pixels right and down.
+    Motion(i32, i32),
+}
+
+/// A synthetic dual-view CEUS screen: chrome with a grey bar and text that changes every
+/// frame, a B-mode view on the left with fixed tissue speckle and a little noise, and a
+/// contrast view on the right whose lesion follows a gamma-variate bolus.
+struct Screen {
+    width: u32,
+    height: u32,
+    bmode: Rect,
+    contrast: Rect,
+    fps: f64,
+    dynamic_range_db: f64,
+    /// Tissue grey level per view pixel, row-major, for the B-mode view.
+    tissue: Vec<f64>,
+    sector: Vec<bool>,
+    /// Lesion centre and radius in view pixels.
+    lesion: (f64, f64, f64),
+    events: Vec<(u64, Event)>,
+    rng: ChaCha8Rng,
+    previous: Option<Frame>,
+}
+
+/// Noise-free lesion power at time `t`: a gamma variate with t0 = 2 s, a = 3, beta = 1.5 s
+/// (peak at 6.5 s) of peak power 0.02 above a baseline of 1e-5.
+fn lesion_power(t: f64) -> f64 {
+    let baseline = 1e-5;
+    let tau = t - 2.0;
+    if tau <= 0.0 {
+        return baseline;
+    }
+    let peak_time = 3.0 * 1.5;
+    baseline + 0.02 * (tau / peak_time).powi(3) * (3.0 * (1.0 - tau / peak_time)).exp()
+}
+
+impl Screen {
+    fn new(seed: u64) -> Screen {
+        let (width, height) = (320, 200);
+        let side = 140;
+        let bmode = Rect::new(12, 40, side, side);
+        let contrast = Rect::new(168, 40, side, side);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let tissue = blurred_texture(side, side, &mut rng);
+        let sector = fan(side, side);
+        Screen {
+            width,
+            height,
+            bmode,
+            contrast,
+            fps: 10.0,
+            dynamic_range_db: 60.0,
+            tissue,
+            sector,
+            lesion: (70.0, 80.0, 18.0),
+            events: Vec::new(),
+            rng,
+            previous: None,
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::with_views(
+            LayoutKind::Manual,
+            self.width,
+            self.height,
+            self.contrast,
+            Some(self.bmode),
+            Vec::new(),
+        )
+        .unwrap()
+    }
+
+    /// The square around the lesion, in full-frame pixels.
+    fn lesion_roi(&self) -> Rect {
+        let (cx, cy, r) = self.lesion;
+        let half = (r * 0.7) as u32;
+        Rect::new(
+            self.contrast.x + cx as u32 - half,
+            self.contrast.y + cy as u32 - half,
+            2 * half,
+            2 * half,
+        )
+    }
+
+    fn event_at(&self, index: u64) -> Option<Event> {
+        self.events
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, event)| *event)
+    }
+
+    fn render(&mut self, index: u64) -> Frame {
+        let time_s = index as f64 / self.fps;
+        let event = self.event_at(index);
+        let mut frame = match (&self.previous, event) {
+            (Some(previous), Some(Event::Frozen)) => previous.clone(),
+            _ => {
+                let mut frame = Frame::new(self.width, self.height, PixelFormat::Gray8);
+                if event != Some(Event::Black) {
+                    self.draw_bmode(&mut frame, event);
+                    self.draw_contrast(&mut frame, time_s, event);
+                }
+                frame
+            }
+        };
+        self.draw_chrome(&mut frame, index);
+        frame.index = index;
+        frame.time_s = time_s;
+        self.previous = Some(frame.clone());
+        frame
+    }
+
+    fn draw_chrome(&mut self, frame: &mut Frame, index: u64) {
+        for y in 0..14 {
+            for x in 0..self.width {
+                frame.data[(y * self.width + x) as usize] = 100;
+            }
+        }
+        // Text that changes every frame: a frame counter drawn as random glyph pixels.
+        let mut text_rng = ChaCha8Rng::seed_from_u64(index);
+        for y in 18..30 {
+            for x in 10..110 {
+                let on = text_rng.random_bool(0.4);
+                frame.data[(y * self.width + x) as usize] = if on { 230 } else { 0 };
+            }
+        }
+        for y in 186..196 {
+            for x in 200..300 {
+                let on = text_rng.random_bool(0.3);
+                frame.data[(y * self.width + x) as usize] = if on { 200 } else { 0 };
+            }
+        }
+    }
+
+    fn draw_bmode(&mut self, frame: &mut Frame, event: Option<Event>) {
+        let (dx, dy) = match event {
+            Some(Event::Motion(dx, dy)) => (dx, dy),
+            _ => (0, 0),
+        };
+        let side = self.bmode.w as i32;
+        for vy in 0..side {
+            for vx in 0..side {
+                if !self.sector[(vy * side + vx) as usize] {
+                    continue;
+                }
+                let sx = (vx - dx).clamp(0, side - 1);
+                let sy = (vy - dy).clamp(0, side - 1);
+                let grey =
+                    self.tissue[(sy * side + sx) as usize] + self.rng.random_range(-3.0..3.0);
+                let x = self.bmode.x as i32 + vx;
+                let y = self.bmode.y as i32 + vy;
+                frame.data[(y * self.width as i32 + x) as usize] = grey.clamp(1.0, 255.0) as u8;
+            }
+        }
+    }
+
+    fn draw_contrast(&mut self, frame: &mut Frame, time_s: f64, event: Option<Event>) {
+        let gain = if event == Some(Event::Flash) {
+            30.0
+        } else {
+            1.0
+        };
+        let lesion = lesion_power(time_s);
+        let background = 1e-5 + 0.25 * (lesion - 1e-5);
+        let (cx, cy, r) = self.lesion;
+        let side = self.contrast.w;
+        for vy in 0..side {
+            for vx in 0..side {
+                if !self.sector[(vy * side + vx) as usize] {
+                    continue;
+                }
+                let inside = (f64::from(vx) - cx).hypot(f64::from(vy) - cy) <= r;
+                let mean = if inside { lesion } else { background };
+                let speckle: f64 = Exp1.sample(&mut self.rng);
+                let power = (mean * speckle * gain).min(1.0);
+                let grey = power_to_grey(power, self.dynamic_range_db).clamp(0.0, 255.0);
+                let x = self.contrast.x + vx;
+                let y = self.contrast.y + vy;
+                frame.data[(y * self.width + x) as usize] = grey.round() as u8;
+            }
+        }
+    }
+}
+
+/// Tissue grey levels: uniform noise box-blurred over 5x5 pixels around grey 110.
+fn blurred_texture(width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let noise: Vec<f64> = (0..width * height)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let (w, h) = (width as i32, height as i32);
+    let mut out = Vec::with_capacity(noise.len());
+    for y in 0..h {
+        for x in 0..w {
+            let mut sum = 0.0;
+            for dy in -2..=2 {
+                for dx in -2..=2 {
+                    let (sx, sy) = ((x + dx).clamp(0, w - 1), (y + dy).clamp(0, h - 1));
+                    sum += noise[(sy * w + sx) as usize];
+                }
+            }
+            out.push(110.0 + 500.0 * (sum / 25.0 - 0.5));
+        }
+    }
+    out
+}
+
+/// A sector fan with its apex at the top centre: 70 degrees wide, radius from 8 pixels
+/// to the bottom of the view.
+fn fan(width: u32, height: u32) -> Vec<bool> {
+    let apex_x = f64::from(width) / 2.0;
+    let mut inside = Vec::with_capacity((width * height) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let (dx, dy) = (f64::from(x) + 0.5 - apex_x, f64::from(y) + 0.5);
+            let radius = dx.hypot(dy);
+            let angle = dx.atan2(dy).to_degrees();
+            inside.push(angle.abs() <= 35.0 && (8.0..f64::from(height) - 1.0).contains(&radius));
+        }
+    }
+    inside
+}
+
+fn track(screen: &mut Screen, frames: u64, roi: Rect) -> TicCurve {
+    let mut tracker = TicTracker::new(&screen.layout(), roi, TicSettings::default()).unwrap();
+    for index in 0..frames {
+        let frame = screen.render(index);
+        tracker.push(&frame).unwrap();
+    }
+    tracker.finish()
+}
+
+fn flagged(curve: &TicCurve, flag: FrameFlags) -> Vec<u64> {
+    curve
+        .samples
+        .iter()
+        .zip(&curve.flags)
+        .filter(|(_, f)| f.contains(flag))
+        .map(|(s, _)| s.index)
+        .collect()
+}
+
+#[test]
+fn clean_speckle_has_no_flags() {
+    let mut screen = Screen::new(1);
+    let roi = screen.lesion_roi();
+    let curve = track(&mut screen, 120, roi);
+    let any: Vec<u64> = (0..120)
+        .filter(|&i| !curve.flags[i as usize].is_empty())
+        .collect();
+    assert_eq!(any, Vec::<u64>::new(), "warnings {:?}", curve.warnings);
+}
+
+#[test]
+fn injected_events_are_flagged() {
+    let mut screen = Screen::new(2);
+    screen.events = vec![
+        (30, Event::Flash),
+        (45, Event::Frozen),
+        (60, Event::Black),
+        (61, Event::Black),
+        (75, Event::Motion(6, 0)),
+        (76, Event::Motion(-4, 5)),
+    ];
+    let roi = screen.lesion_roi();
+    let curve = track(&mut screen, 100, roi);
+    assert_eq!(flagged(&curve, FrameFlags::FLASH), vec![30]);
+    assert_eq!(flagged(&curve, FrameFlags::FROZEN), vec![45]);
+    assert_eq!(flagged(&curve, FrameFlags::BLACK), vec![60, 61]);
+    assert_eq!(flagged(&curve, FrameFlags::MOTION), vec![75, 76]);
+    let motion = curve.samples[75].motion.unwrap();
+    assert_eq!((motion.dx, motion.dy), (6, 0));
+}
+
+#[test]
+fn roi_power_follows_lesion() {
+    let mut screen = Screen::new(3);
+    let roi = screen.lesion_roi();
+    let curve = track(&mut screen, 100, roi);
+    // Exponential speckle averages to the mean power; about 600 ROI pixels leave a few
+    // percent of noise, and clipping at grey 0 adds at most 1e-6 at baseline.
+    for sample in curve.samples.iter().step_by(10) {
+        let truth = lesion_power(sample.time_s);
+        let relative = (sample.power - truth).abs() / truth;
+        assert!(
+            relative < 0.15,
+            "t {} power {} truth {truth}",
+            sample.time_s,
+            sample.power
+        );
+    }
+}
