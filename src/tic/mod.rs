@@ -6,8 +6,11 @@
 //! parameters, finds the bolus arrival and the peak frame, and returns a serialisable
 //! [`TicReport`].
 
+pub mod fit;
 pub mod flags;
 pub mod linearise;
+pub mod lm;
+pub mod model;
 pub mod motion;
 mod tracker;
 

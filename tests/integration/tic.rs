@@ -310,3 +310,152 @@ fn roi_power_follows_lesion() {
         );
     }
 }
+
+mod fits {
+    use ceus_edge::tic::fit::fit_model;
+    use ceus_edge::tic::model::{perfusion, BolusModel, Params};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Reference {
+        cases: Vec<Case>,
+    }
+
+    #[derive(Deserialize)]
+    struct Case {
+        model: String,
+        params: [f64; 5],
+        perfusion: Expected,
+        noisy: Noisy,
+    }
+
+    #[derive(Deserialize)]
+    struct Expected {
+        pe: f64,
+        ttp_s: f64,
+        rt_s: f64,
+        mtt_s: f64,
+        wiauc: f64,
+        wir: f64,
+    }
+
+    #[derive(Deserialize)]
+    struct Noisy {
+        t: Vec<f64>,
+        y: Vec<f64>,
+        params: [f64; 5],
+        sse: f64,
+    }
+
+    fn reference() -> Reference {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tic_reference.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn model_of(case: &Case) -> BolusModel {
+        match case.model.as_str() {
+            "lognormal" => BolusModel::Lognormal,
+            _ => BolusModel::GammaVariate,
+        }
+    }
+
+    fn assert_relative(name: &str, got: f64, want: f64, tolerance: f64) {
+        let error = (got - want).abs() / want.abs().max(1e-300);
+        assert!(
+            error <= tolerance,
+            "{name}: got {got}, want {want}, relative error {error:e}"
+        );
+    }
+
+    #[test]
+    fn perfusion_matches_scipy() {
+        for case in reference().cases {
+            let model = model_of(&case);
+            let params = model.from_published(&case.params);
+            let got = perfusion(model, &params).unwrap();
+            let want = &case.perfusion;
+            assert_relative("pe", got.pe, want.pe, 1e-7);
+            assert_relative("ttp", got.ttp_s, want.ttp_s, 1e-7);
+            assert_relative("rt", got.rt_s, want.rt_s, 1e-7);
+            assert_relative("mtt", got.mtt_s, want.mtt_s, 1e-12);
+            assert_relative("wiauc", got.wiauc, want.wiauc, 1e-7);
+            assert_relative("wir", got.wir, want.wir, 1e-6);
+        }
+    }
+
+    #[test]
+    fn lognormal_closed_forms() {
+        let (m, s) = (1.7f64, 0.45f64);
+        let params: Params = [0.0, 2.0, 1.0, m, s];
+        let got = perfusion(BolusModel::Lognormal, &params).unwrap();
+        assert_relative("ttp", got.ttp_s, (m - s * s).exp(), 1e-12);
+        assert_relative("mtt", got.mtt_s, (m + s * s / 2.0).exp(), 1e-12);
+        assert_eq!(got.t0_s, 1.0);
+    }
+
+    #[test]
+    fn gamma_variate_closed_forms() {
+        let (a, beta) = (2.5f64, 1.2f64);
+        let params = BolusModel::GammaVariate.from_published(&[0.0, 0.01, 3.0, a, beta]);
+        let got = perfusion(BolusModel::GammaVariate, &params).unwrap();
+        assert_relative("ttp", got.ttp_s, a * beta, 1e-12);
+        assert_relative("mtt", got.mtt_s, (a + 1.0) * beta, 1e-12);
+        let pe = 0.01 * (a * beta).powf(a) * (-a).exp();
+        assert_relative("pe", got.pe, pe, 1e-12);
+    }
+
+    #[test]
+    fn noise_free_fit_recovers_parameters() {
+        for case in reference().cases {
+            let model = model_of(&case);
+            let t: Vec<f64> = (0..160).map(|i| f64::from(i) * 0.25).collect();
+            let truth = model.from_published(&case.params);
+            let y: Vec<f64> = t.iter().map(|&t| model.value(&truth, t)).collect();
+            let fit = fit_model(model, &t, &y).unwrap();
+            assert!(fit.r2 > 0.999_999, "{} r2 {}", case.model, fit.r2);
+            let got = model.published(&fit.params);
+            for ((name, value), want) in got.iter().zip(case.params) {
+                assert_relative(&format!("{} {name}", case.model), *value, want, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn noisy_fit_matches_curve_fit() {
+        for case in reference().cases {
+            let model = model_of(&case);
+            let noisy = &case.noisy;
+            let fit = fit_model(model, &noisy.t, &noisy.y).unwrap();
+            // The same least-squares minimum as scipy, reached from our own starts.
+            assert!(
+                fit.sse <= noisy.sse * (1.0 + 1e-6),
+                "{} sse {} vs scipy {}",
+                case.model,
+                fit.sse,
+                noisy.sse
+            );
+            let got = model.published(&fit.params);
+            for ((name, value), want) in got.iter().zip(noisy.params) {
+                assert_relative(&format!("{} {name}", case.model), *value, want, 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn noisy_fit_recovers_peak_timing() {
+        // 3% noise on 160 samples leaves the time to peak within 5% of the truth.
+        for case in reference().cases {
+            let model = model_of(&case);
+            let fit = fit_model(model, &case.noisy.t, &case.noisy.y).unwrap();
+            let got = fit.perfusion.unwrap();
+            let want = &case.perfusion;
+            let peak_time = got.t0_s + got.ttp_s;
+            let true_peak_time = case.params[2] + want.ttp_s;
+            assert_relative("peak time", peak_time, true_peak_time, 0.05);
+            assert_relative("pe", got.pe, want.pe, 0.05);
+        }
+    }
+}
