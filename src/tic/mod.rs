@@ -6,16 +6,20 @@
 //! parameters, finds the bolus arrival and the peak frame, and returns a serialisable
 //! [`TicReport`].
 
+mod analysis;
 pub mod fit;
 pub mod flags;
 pub mod linearise;
 pub mod lm;
 pub mod model;
 pub mod motion;
+pub mod report;
 mod tracker;
 
+pub use analysis::{analyse, AnalysisSettings, TicAnalysis};
 pub use flags::{FlagSettings, FrameFlags};
 pub use motion::MotionSettings;
+pub use report::{TicReport, TicStatus};
 pub use tracker::{FrameSample, TicCurve, TicTracker};
 
 use crate::geometry::Rect;
@@ -41,6 +45,7 @@ pub struct TicSettings {
     pub dynamic_range_db: f64,
     pub flags: FlagSettings,
     pub motion: MotionSettings,
+    pub analysis: AnalysisSettings,
 }
 
 impl Default for TicSettings {
@@ -49,6 +54,7 @@ impl Default for TicSettings {
             dynamic_range_db: 60.0,
             flags: FlagSettings::default(),
             motion: MotionSettings::default(),
+            analysis: AnalysisSettings::default(),
         }
     }
 }

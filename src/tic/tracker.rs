@@ -196,6 +196,16 @@ impl TicTracker {
         }
     }
 
+    /// Decides the flags and analyses the curve with the tracker's settings.
+    pub fn analyse(&self) -> super::TicAnalysis {
+        let settings = &self.settings;
+        super::analyse(
+            &self.finish(),
+            settings.dynamic_range_db,
+            &settings.analysis,
+        )
+    }
+
     /// Flags long shifts, and on a B-mode view low NCC. When the median NCC of the clip
     /// is itself below the threshold (tissue that decorrelates from frame to frame),
     /// the NCC test becomes relative: below 0.8 times the median.

@@ -459,3 +459,183 @@ mod fits {
         }
     }
 }
+
+mod analysis {
+    use super::*;
+    use ceus_edge::tic::{analyse, AnalysisSettings, FrameSample, TicStatus};
+
+    fn curve_from(t: &[f64], power: &[f64], flags: &[FrameFlags]) -> TicCurve {
+        let samples = t
+            .iter()
+            .zip(power)
+            .enumerate()
+            .map(|(i, (&time_s, &power))| FrameSample {
+                index: i as u64,
+                time_s,
+                mean_grey: 0.0,
+                power,
+                view_power: power,
+                tissue_percentile: 100,
+                same_as_previous: false,
+                motion: None,
+            })
+            .collect();
+        TicCurve {
+            roi: Rect::new(0, 0, 10, 10),
+            roi_pixels: 100,
+            samples,
+            flags: flags.to_vec(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn run(t: &[f64], power: &[f64]) -> ceus_edge::tic::TicReport {
+        let flags = vec![FrameFlags::default(); t.len()];
+        analyse(
+            &curve_from(t, power, &flags),
+            60.0,
+            &AnalysisSettings::default(),
+        )
+        .report
+    }
+
+    fn times(n: usize, fps: f64) -> Vec<f64> {
+        (0..n).map(|i| i as f64 / fps).collect()
+    }
+
+    /// Deterministic noise in -1..1 from a seed.
+    fn noise(n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn bolus_is_fitted_with_arrival() {
+        let t = times(300, 10.0);
+        let power: Vec<f64> = t.iter().map(|&t| lesion_power(t)).collect();
+        let report = run(&t, &power);
+        assert_eq!(report.status, TicStatus::Ok);
+        let fit = report.fit.as_ref().unwrap();
+        assert!(fit.r2.unwrap() > 0.9999);
+        // The bolus starts at 2 s; the smoothed curve crosses 5% of the peak soon after.
+        let arrival = report.bolus_arrival_s.unwrap();
+        assert!((2.0..3.5).contains(&arrival), "arrival {arrival}");
+        let peak = report.peak.unwrap();
+        assert!((peak.time_s - 6.5).abs() <= 0.15, "peak {}", peak.time_s);
+        assert_eq!(report.fits.len(), 2);
+        // The data are a gamma variate, so that model wins.
+        assert_eq!(fit.model, ceus_edge::tic::model::BolusModel::GammaVariate);
+    }
+
+    #[test]
+    fn decreasing_start_is_reported() {
+        let t = times(200, 10.0);
+        let power: Vec<f64> = t.iter().map(|&t| 1e-5 + 0.02 * (-t / 4.0).exp()).collect();
+        let report = run(&t, &power);
+        assert_eq!(report.status, TicStatus::DecreasingAtStart);
+        assert!(report.fit.is_none());
+        assert!(report.bolus_arrival_s.is_none());
+    }
+
+    #[test]
+    fn flat_curve_has_no_enhancement() {
+        let t = times(200, 10.0);
+        let power: Vec<f64> = noise(200, 4)
+            .iter()
+            .map(|n| 1e-4 * (1.0 + 0.02 * n))
+            .collect();
+        let report = run(&t, &power);
+        assert_eq!(report.status, TicStatus::NoEnhancement);
+        assert!(report.peak.is_none());
+        assert!(report.fit.is_none());
+    }
+
+    #[test]
+    fn constant_curve_has_no_enhancement() {
+        let t = times(50, 10.0);
+        let report = run(&t, &[3e-4; 50]);
+        assert_eq!(report.status, TicStatus::NoEnhancement);
+    }
+
+    #[test]
+    fn few_frames_are_too_short() {
+        let t = times(5, 1.0);
+        let power: Vec<f64> = t.iter().map(|&t| lesion_power(t + 4.0)).collect();
+        let report = run(&t, &power);
+        assert_eq!(report.status, TicStatus::TooShort);
+        assert!(report.fit.is_none());
+        assert!(report.peak.is_some());
+    }
+
+    #[test]
+    fn brief_clip_is_too_short() {
+        let t = times(45, 30.0);
+        let power: Vec<f64> = t.iter().map(|&t| lesion_power(t + 4.0)).collect();
+        assert_eq!(run(&t, &power).status, TicStatus::TooShort);
+    }
+
+    #[test]
+    fn all_flagged_frames() {
+        let t = times(40, 10.0);
+        let flags = vec![FrameFlags::BLACK; 40];
+        let curve = curve_from(&t, &[1e-4; 40], &flags);
+        let report = analyse(&curve, 60.0, &AnalysisSettings::default()).report;
+        assert_eq!(report.status, TicStatus::AllFlagged);
+        assert!(report.peak.is_none());
+        assert_eq!(report.flags.counts.black, 40);
+    }
+
+    #[test]
+    fn single_and_no_frames() {
+        assert_eq!(run(&[0.0], &[1e-3]).status, TicStatus::SingleFrame);
+        assert_eq!(run(&[], &[]).status, TicStatus::NoFrames);
+    }
+
+    #[test]
+    fn report_has_no_nan() {
+        // Every status must serialise without null in place of a computed number.
+        let cases: Vec<(Vec<f64>, Vec<f64>)> = vec![
+            (
+                times(300, 10.0),
+                times(300, 10.0).iter().map(|&t| lesion_power(t)).collect(),
+            ),
+            (times(1, 10.0), vec![1e-3]),
+            (times(50, 10.0), vec![3e-4; 50]),
+        ];
+        for (t, power) in cases {
+            let report = run(&t, &power);
+            let json = serde_json::to_string(&report).unwrap();
+            assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
+        }
+    }
+
+    #[test]
+    fn peak_frame_has_ninety_percent_power() {
+        let mut screen = Screen::new(7);
+        screen.events = vec![
+            (64, Event::Flash),
+            (65, Event::Frozen),
+            (66, Event::Motion(5, 2)),
+            (63, Event::Black),
+        ];
+        let roi = screen.lesion_roi();
+        let settings = TicSettings::default();
+        let mut tracker = TicTracker::new(&screen.layout(), roi, settings).unwrap();
+        for index in 0..140 {
+            tracker.push(&screen.render(index)).unwrap();
+        }
+        let analysis = tracker.analyse();
+        let report = &analysis.report;
+        assert_eq!(report.status, TicStatus::Ok, "{:?}", report.warnings);
+        let peak = report.peak.as_ref().unwrap();
+        let truth = lesion_power(peak.time_s);
+        let true_peak = lesion_power(6.5);
+        assert!(
+            truth >= 0.9 * true_peak,
+            "peak {} power {truth}",
+            peak.time_s
+        );
+        assert!(![63, 64, 65, 66].contains(&peak.frame_index));
+        assert_eq!(report.flags.counts.flagged, 4);
+    }
+}
