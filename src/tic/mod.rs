@@ -7,6 +7,7 @@
 //! [`TicReport`].
 
 mod analysis;
+pub mod auto_roi;
 pub mod fit;
 pub mod flags;
 pub mod linearise;

@@ -2,7 +2,7 @@
 
 use ceus_edge::frame::{Frame, PixelFormat};
 use ceus_edge::geometry::Rect;
-use ceus_edge::layout::{Layout, LayoutKind};
+use ceus_edge::layout::{DetectSettings, Layout, LayoutDetector, LayoutKind};
 use ceus_edge::tic::linearise::power_to_grey;
 use ceus_edge::tic::{FrameFlags, TicCurve, TicSettings, TicTracker};
 use rand::{Rng, SeedableRng};
@@ -38,6 +38,8 @@ struct Screen {
     /// Lesion centre and radius in view pixels.
     lesion: (f64, f64, f64),
     events: Vec<(u64, Event)>,
+    /// Leave the B-mode view black, as a single-view layout.
+    single: bool,
     rng: ChaCha8Rng,
     previous: Option<Frame>,
 }
@@ -74,6 +76,7 @@ impl Screen {
             sector,
             lesion: (70.0, 80.0, 18.0),
             events: Vec::new(),
+            single: false,
             rng,
             previous: None,
         }
@@ -118,7 +121,9 @@ impl Screen {
             _ => {
                 let mut frame = Frame::new(self.width, self.height, PixelFormat::Gray8);
                 if event != Some(Event::Black) {
-                    self.draw_bmode(&mut frame, event);
+                    if !self.single {
+                        self.draw_bmode(&mut frame, event);
+                    }
                     self.draw_contrast(&mut frame, time_s, event);
                 }
                 frame
@@ -637,5 +642,164 @@ mod analysis {
         );
         assert!(![63, 64, 65, 66].contains(&peak.frame_index));
         assert_eq!(report.flags.counts.flagged, 4);
+    }
+}
+
+mod layout {
+    use super::*;
+
+    /// The chrome of [`Screen`]: the grey bar and the two text boxes.
+    const CHROME: [Rect; 3] = [
+        Rect::new(0, 0, 320, 14),
+        Rect::new(10, 18, 100, 12),
+        Rect::new(200, 186, 100, 10),
+    ];
+
+    fn overlaps(a: &Rect, b: &Rect) -> bool {
+        u64::from(a.x) < b.right()
+            && u64::from(b.x) < a.right()
+            && u64::from(a.y) < b.bottom()
+            && u64::from(b.y) < a.bottom()
+    }
+
+    fn detect(screen: &mut Screen, frames: u64) -> Layout {
+        let mut detector =
+            LayoutDetector::new(screen.width, screen.height, DetectSettings::default());
+        for index in 0..frames {
+            detector.push(&screen.render(index * 5)).unwrap();
+        }
+        detector.detect(&[])
+    }
+
+    #[test]
+    fn dual_views_are_found() {
+        let mut screen = Screen::new(11);
+        let layout = detect(&mut screen, 12);
+        assert_eq!(layout.kind, LayoutKind::Dual);
+        let bmode = layout.bmode.unwrap();
+        assert_eq!((bmode.w, bmode.h), (layout.contrast.w, layout.contrast.h));
+        assert!(
+            screen.contrast.contains_rect(&layout.contrast),
+            "{}",
+            layout.contrast
+        );
+        assert!(screen.bmode.contains_rect(&bmode), "{bmode}");
+        // The fan spans the full view width and all but its first rows.
+        assert!(layout.contrast.w >= 136, "{}", layout.contrast);
+        assert!(layout.contrast.h >= 125, "{}", layout.contrast);
+        for chrome in CHROME {
+            assert!(!overlaps(&chrome, &layout.contrast), "chrome {chrome}");
+            assert!(!overlaps(&chrome, &bmode), "chrome {chrome}");
+        }
+    }
+
+    #[test]
+    fn mask_follows_sector() {
+        let mut screen = Screen::new(12);
+        let layout = detect(&mut screen, 12);
+        let view = screen.contrast;
+        let mut wrong = 0;
+        let mut total = 0;
+        for vy in 0..view.h {
+            for vx in 0..view.w {
+                let (x, y) = (view.x + vx, view.y + vy);
+                let in_fan = screen.sector[(vy * view.w + vx) as usize];
+                total += 1;
+                if in_fan != layout.mask().contains(x, y) {
+                    wrong += 1;
+                }
+            }
+        }
+        // Only pixels of the fan that lie outside the detected view rectangle may differ.
+        assert!(
+            wrong * 100 < total * 3,
+            "{wrong} of {total} pixels misclassified"
+        );
+    }
+
+    #[test]
+    fn single_view_is_found() {
+        let mut screen = Screen::new(13);
+        screen.single = true;
+        let layout = detect(&mut screen, 12);
+        assert_eq!(layout.kind, LayoutKind::Single);
+        assert!(layout.bmode.is_none());
+        assert!(
+            screen.contrast.contains_rect(&layout.contrast),
+            "{}",
+            layout.contrast
+        );
+        assert!(layout.contrast.w >= 136);
+    }
+
+    #[test]
+    fn static_screen_has_no_layout() {
+        let mut detector = LayoutDetector::new(64, 48, DetectSettings::default());
+        let mut frame = Frame::new(64, 48, PixelFormat::Gray8);
+        frame.data.fill(90);
+        for _ in 0..5 {
+            detector.push(&frame).unwrap();
+        }
+        let layout = detector.detect(&[]);
+        assert_eq!(layout.kind, LayoutKind::None);
+        assert_eq!(layout.contrast, Rect::new(0, 0, 64, 48));
+    }
+
+    #[test]
+    fn region_hint_sets_dual_views() {
+        let mut screen = Screen::new(14);
+        let mut detector =
+            LayoutDetector::new(screen.width, screen.height, DetectSettings::default());
+        detector.push(&screen.render(0)).unwrap();
+        let layout = detector.detect(&[screen.contrast, screen.bmode]);
+        assert_eq!(layout.kind, LayoutKind::Dual);
+        assert_eq!(layout.contrast, screen.contrast);
+        assert_eq!(layout.bmode, Some(screen.bmode));
+    }
+
+    #[test]
+    fn detector_rejects_other_size() {
+        let mut detector = LayoutDetector::new(64, 48, DetectSettings::default());
+        assert!(detector
+            .push(&Frame::new(48, 64, PixelFormat::Gray8))
+            .is_err());
+    }
+}
+
+mod auto_roi {
+    use super::*;
+    use ceus_edge::tic::auto_roi::{AutoRoi, AutoRoiSettings};
+    use ceus_edge::tic::linearise::PowerTable;
+    use ceus_edge::tic::AnalysisSettings;
+
+    #[test]
+    fn auto_roi_lands_on_lesion() {
+        let mut screen = Screen::new(21);
+        screen.lesion = (95.0, 100.0, 16.0);
+        let layout = screen.layout();
+        let settings = TicSettings::default();
+        let mut tracker = TicTracker::new(&layout, layout.contrast, settings.clone()).unwrap();
+        let frames: Vec<Frame> = (0..120).map(|i| screen.render(i)).collect();
+        for frame in &frames {
+            tracker.push(frame).unwrap();
+        }
+        let curve = tracker.finish();
+        let report = ceus_edge::tic::analyse(&curve, 60.0, &settings.analysis).report;
+        let roi_settings = AutoRoiSettings::default();
+        let roles = AutoRoi::roles(&curve, &report, &AnalysisSettings::default(), &roi_settings);
+        let table = PowerTable::new(60.0).unwrap();
+        let mut map = AutoRoi::new(&layout, table, roi_settings);
+        for (frame, role) in frames.iter().zip(roles) {
+            map.push(frame, role);
+        }
+        let roi = map.propose().unwrap();
+        let (cx, cy) = (screen.contrast.x + 95, screen.contrast.y + 100);
+        assert!(layout.contrast.contains_rect(&roi));
+        let centre_x = roi.x + roi.w / 2;
+        let centre_y = roi.y + roi.h / 2;
+        assert!(
+            centre_x.abs_diff(cx) <= 8 && centre_y.abs_diff(cy) <= 8,
+            "roi {roi}"
+        );
     }
 }
