@@ -14,6 +14,7 @@ pub mod linearise;
 pub mod lm;
 pub mod model;
 pub mod motion;
+pub mod pipeline;
 pub mod report;
 mod tracker;
 

@@ -803,3 +803,134 @@ mod auto_roi {
         );
     }
 }
+
+mod pipeline {
+    use super::*;
+    use ceus_edge::source::{FrameSource, SourceError, SourceInfo, TimingSource};
+    use ceus_edge::tic::pipeline::{run, PipelineOptions, RoiChoice};
+    use std::process::Command;
+    use std::rc::Rc;
+
+    /// Frames held in memory, served as a source.
+    struct MemorySource {
+        info: SourceInfo,
+        frames: Rc<Vec<Frame>>,
+        next: usize,
+    }
+
+    impl FrameSource for MemorySource {
+        fn info(&self) -> &SourceInfo {
+            &self.info
+        }
+
+        fn read_frame(&mut self, frame: &mut Frame) -> Result<bool, SourceError> {
+            let Some(next) = self.frames.get(self.next) else {
+                return Ok(false);
+            };
+            frame.clone_from(next);
+            self.next += 1;
+            Ok(true)
+        }
+    }
+
+    fn opener(frames: Rc<Vec<Frame>>) -> impl FnMut() -> Result<Box<dyn FrameSource>, SourceError> {
+        move || {
+            let first = &frames[0];
+            let info = SourceInfo {
+                container: "memory",
+                width: first.width,
+                height: first.height,
+                frames: Some(frames.len() as u64),
+                fps: Some(10.0),
+                timing: TimingSource::UserFps,
+            };
+            Ok(Box::new(MemorySource {
+                info,
+                frames: Rc::clone(&frames),
+                next: 0,
+            }))
+        }
+    }
+
+    #[test]
+    fn detected_layout_and_auto_roi() {
+        let mut screen = Screen::new(31);
+        screen.events = vec![(40, Event::Flash), (80, Event::Black)];
+        let frames: Rc<Vec<Frame>> = Rc::new((0..140).map(|i| screen.render(i)).collect());
+        let options = PipelineOptions {
+            roi: RoiChoice::Auto,
+            ..PipelineOptions::default()
+        };
+        let result = run(opener(frames), &options).unwrap();
+        let json = serde_json::to_value(result.document("memory".to_string())).unwrap();
+
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["layout"]["kind"], "dual");
+        assert_eq!(json["roi_source"], "auto");
+        assert_eq!(json["status"], "ok", "{json}");
+        assert_eq!(json["frames"], 140);
+        assert_eq!(json["fps"], 10.0);
+        assert_eq!(json["flags"]["counts"]["flash"], 1);
+        assert_eq!(json["flags"]["counts"]["black"], 1);
+        assert!(json["bolus_arrival_s"].is_f64());
+        assert!(json["peak"]["frame_index"].is_u64());
+        assert!(json["peak"]["time_s"].is_f64());
+        for key in [
+            "model", "r2", "pe", "ttp_s", "rt_s", "mtt_s", "wiauc", "wir", "params",
+        ] {
+            assert!(!json["fit"][key].is_null(), "fit.{key} missing: {json}");
+        }
+        assert_eq!(json["fits"].as_array().unwrap().len(), 2);
+        let roi = result.roi;
+        let (cx, cy) = (screen.contrast.x + 70, screen.contrast.y + 80);
+        assert!(roi.x <= cx && u64::from(cx) < roi.right(), "roi {roi}");
+        assert!(roi.y <= cy && u64::from(cy) < roi.bottom(), "roi {roi}");
+        let peak_time = json["peak"]["time_s"].as_f64().unwrap();
+        assert!(lesion_power(peak_time) >= 0.9 * lesion_power(6.5));
+    }
+
+    #[test]
+    fn roi_outside_view_names_both() {
+        let mut screen = Screen::new(32);
+        let frames: Rc<Vec<Frame>> = Rc::new((0..20).map(|i| screen.render(i)).collect());
+        let options = PipelineOptions {
+            roi: RoiChoice::Rect(Rect::new(0, 0, 30, 30)),
+            ..PipelineOptions::default()
+        };
+        let error = run(opener(frames), &options).unwrap_err().to_string();
+        assert!(error.contains("0,0,30,30"), "{error}");
+        assert!(error.contains("contrast view"), "{error}");
+    }
+
+    fn cli(args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+            .arg("tic")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn cli_rejects_bad_options() {
+        for args in [
+            &["x.dcm", "--dynamic-range", "0"][..],
+            &["x.dcm", "--dynamic-range", "nan"],
+            &["x.dcm", "--fps", "-2"],
+            &["x.dcm", "--fps", "0"],
+            &["x.dcm", "--roi", "1,2,3"],
+            &["x.dcm", "--bmode-view", "0,0,10,10"],
+        ] {
+            let output = cli(args);
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn cli_missing_input_is_runtime_error() {
+        let output = cli(&["/nonexistent/input.dcm"]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("/nonexistent/input.dcm"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
