@@ -3,3 +3,4 @@
 mod common;
 mod phantom;
 mod dicom;
+mod tic;
