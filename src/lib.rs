@@ -13,3 +13,4 @@ pub mod phantom;
 pub mod png_out;
 pub mod source;
 pub mod tic;
+pub mod tic_plot;

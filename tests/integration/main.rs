@@ -1,6 +1,6 @@
 //! Integration tests of the ceus-edge binary and library.
 
 mod common;
-mod phantom;
 mod dicom;
+mod phantom;
 mod tic;
