@@ -5,9 +5,12 @@
 //! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
 
+pub mod extractor;
 pub mod frame;
 pub mod geometry;
 pub mod layout;
+pub mod npy;
 pub mod phantom;
+pub mod preprocess;
 pub mod source;
 pub mod tic;
