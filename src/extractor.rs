@@ -30,6 +30,14 @@ pub enum ExtractorError {
         #[source]
         source: std::io::Error,
     },
+    /// No manifest file exists for the model.
+    #[error(
+        "no manifest {} for model {}: keep the .toml written by scripts/build_extractor.py \
+         beside the model, or give its path with --manifest",
+        manifest.display(),
+        model.display()
+    )]
+    ManifestNotFound { manifest: PathBuf, model: PathBuf },
     /// The manifest is missing fields or is not valid TOML.
     #[error("invalid model manifest {}: {reason}", path.display())]
     Manifest { path: PathBuf, reason: String },
@@ -171,10 +179,22 @@ impl Extractor {
         }
         let started = Instant::now();
 
+        if let Err(source) = std::fs::metadata(path) {
+            return Err(ExtractorError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         let manifest_file = options
             .manifest
             .clone()
             .unwrap_or_else(|| manifest_path(path));
+        if !manifest_file.exists() {
+            return Err(ExtractorError::ManifestNotFound {
+                manifest: manifest_file,
+                model: path.to_path_buf(),
+            });
+        }
         let manifest = Manifest::read(&manifest_file)?;
         let sha256 = verify_sha256(path, &manifest_file, &manifest.model.sha256)?;
 
