@@ -4,3 +4,4 @@ mod common;
 mod dicom;
 mod phantom;
 mod tic;
+mod extractor;
