@@ -17,6 +17,22 @@ pub struct Args {
     /// DICOM file, Y4M file or folder of PNG frames.
     input: PathBuf,
 
+    #[command(flatten)]
+    curve: CurveArgs,
+
+    /// Print one JSON document on stdout in place of the summary.
+    #[arg(long)]
+    json: bool,
+
+    /// Write the per-frame curve as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+}
+
+/// How the curve is measured: ROI, timing, log compression and layout. Shared by every
+/// command that computes a TIC.
+#[derive(clap::Args)]
+pub struct CurveArgs {
     /// Region of interest as X,Y,W,H in full-frame pixels, inside the contrast view, or
     /// `auto` for the most strongly enhancing square. Default: the whole contrast view.
     #[arg(long, value_name = "X,Y,W,H|auto")]
@@ -24,7 +40,7 @@ pub struct Args {
 
     /// Frame rate in frames per second, for inputs without timing or to override it.
     #[arg(long, value_name = "F", value_parser = parse_fps)]
-    fps: Option<f64>,
+    pub fps: Option<f64>,
 
     /// Dynamic range of the scanner's log compression, in dB.
     #[arg(long, value_name = "DB", default_value_t = 60.0, value_parser = parse_dynamic_range)]
@@ -41,14 +57,6 @@ pub struct Args {
     /// B-mode view as X,Y,W,H, used for motion tracking; needs --contrast-view.
     #[arg(long, value_name = "X,Y,W,H", requires = "contrast_view")]
     bmode_view: Option<Rect>,
-
-    /// Print one JSON document on stdout in place of the summary.
-    #[arg(long)]
-    json: bool,
-
-    /// Write the per-frame curve as CSV to this file.
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
 }
 
 /// `--roi` as typed.
@@ -98,11 +106,8 @@ fn parse_dynamic_range(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let options = pipeline_options(&args)?;
-    let open_options = OpenOptions {
-        fps: args.fps,
-        ..OpenOptions::default()
-    };
+    let options = args.curve.pipeline_options()?;
+    let open_options = args.curve.open_options();
     let input = &args.input;
     let open = || source::open(input, &open_options);
     let result = pipeline::run(open, &options)
@@ -123,28 +128,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pipeline_options(args: &Args) -> anyhow::Result<PipelineOptions> {
-    let mut options = PipelineOptions::default();
-    options.settings.dynamic_range_db = args.dynamic_range;
-    if let Some(path) = &args.layout_profile {
-        options.layout = LayoutChoice::Profile(LayoutProfile::read(path)?);
-    } else if let Some(contrast) = args.contrast_view {
-        options.layout = LayoutChoice::Manual {
-            contrast,
-            bmode: args.bmode_view,
+impl CurveArgs {
+    /// The TIC pipeline's options, with the layout profile read when one is given.
+    pub fn pipeline_options(&self) -> anyhow::Result<PipelineOptions> {
+        let args = self;
+        let mut options = PipelineOptions::default();
+        options.settings.dynamic_range_db = args.dynamic_range;
+        if let Some(path) = &args.layout_profile {
+            options.layout = LayoutChoice::Profile(LayoutProfile::read(path)?);
+        } else if let Some(contrast) = args.contrast_view {
+            options.layout = LayoutChoice::Manual {
+                contrast,
+                bmode: args.bmode_view,
+            };
+        }
+        options.roi = match args.roi {
+            None => RoiChoice::WholeView,
+            Some(RoiArg::Auto) => RoiChoice::Auto,
+            Some(RoiArg::Rect(rect)) => RoiChoice::Rect(rect),
         };
+        Ok(options)
     }
-    options.roi = match args.roi {
-        None => RoiChoice::WholeView,
-        Some(RoiArg::Auto) => RoiChoice::Auto,
-        Some(RoiArg::Rect(rect)) => RoiChoice::Rect(rect),
-    };
-    Ok(options)
+
+    /// Options for opening the input, with `--fps` when given.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            fps: self.fps,
+            ..OpenOptions::default()
+        }
+    }
 }
 
 /// One row per frame: time, raw mean grey, linearised power, fitted value, flags and
 /// the motion estimate. Absent values are empty fields.
-fn write_csv(path: &Path, result: &PipelineResult) -> std::io::Result<()> {
+pub fn write_csv(path: &Path, result: &PipelineResult) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         out,

@@ -1,0 +1,264 @@
+//! One recorded exam from input to risk: the TIC and its peak frame, the deep features of
+//! the ROI in that frame, the signature's scores and the rad-score heatmap.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::extractor::{Extractor, ExtractorError, Features};
+use crate::frame::Frame;
+use crate::geometry::Rect;
+use crate::heatmap::{self, RadScoreMap};
+use crate::preprocess::{self, PreprocessError, ResizeMode, SIZE};
+use crate::signature::{ClinicalOutcome, Signature, SignatureError};
+use crate::source::{FrameSource, SourceError};
+use crate::tic::pipeline::{self, PipelineError, PipelineOptions, PipelineResult};
+use crate::tic::report::TicStatus;
+
+/// R^2 below which the bolus fit, and so the choice of peak frame, is called unreliable.
+const RELIABLE_FIT_R2: f64 = 0.8;
+/// Share of flagged frames above which the curve is called unreliable.
+const RELIABLE_FLAGGED_FRACTION: f64 = 0.5;
+
+/// Error from analysing an exam.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Tic(#[from] PipelineError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("the input ended before the peak frame {0}")]
+    PeakFrameMissing(u64),
+    #[error("no peak frame: {0}")]
+    NoPeak(&'static str),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error(transparent)]
+    Extractor(#[from] ExtractorError),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+/// The model and signature that turn a frame into a risk, with the patient's clinical
+/// values by variable name.
+pub struct Scorer<'a> {
+    pub extractor: &'a Extractor,
+    pub signature: &'a Signature,
+    pub clinical: &'a BTreeMap<String, f64>,
+}
+
+/// Low or high risk of distant metastasis, by the signature's cut-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    High,
+}
+
+/// The scores of one exam, as written to `result.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scores {
+    /// Log-odds from the selected deep features.
+    pub rad_score: f64,
+    /// sigmoid(rad-score).
+    pub imaging_probability: f64,
+    /// Probability of the clinical-only model, when the signature has one and every
+    /// variable has a value.
+    pub clinical_score: Option<f64>,
+    /// The integrated probability when available, else the imaging probability.
+    pub probability: f64,
+    /// Cut-off on `probability`: the risk is high when `probability >= cutoff`.
+    pub cutoff: f64,
+    pub risk: Risk,
+    pub integrated_available: bool,
+    /// Clinical variables the signature needs that were not given.
+    pub missing_clinical: Vec<String>,
+}
+
+/// Whether the result can be trusted, with the reasons when it cannot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Quality {
+    pub reliable: bool,
+    pub reasons: Vec<String>,
+    pub tic_status: TicStatus,
+    pub fit_r2: Option<f64>,
+    pub flagged_fraction: f64,
+    /// Motion score (normalised cross-correlation) of the peak frame.
+    pub peak_ncc: Option<f64>,
+}
+
+/// Everything the analysis of one exam produced.
+pub struct ExamAnalysis {
+    pub tic: PipelineResult,
+    pub peak_frame: Frame,
+    pub roi: Rect,
+    pub features: Features,
+    pub rad_score_map: RadScoreMap,
+    pub scores: Scores,
+    pub quality: Quality,
+    pub warnings: Vec<String>,
+}
+
+/// Analyses one recorded exam: TIC and peak frame, then features and scores of the ROI in
+/// that frame. `open` opens the input afresh on each call, because the input is streamed
+/// several times rather than held in memory.
+pub fn analyse(
+    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    options: &PipelineOptions,
+    resize: ResizeMode,
+    scorer: &Scorer<'_>,
+) -> Result<ExamAnalysis, AnalysisError> {
+    scorer.signature.check_extractor(scorer.extractor.sha256())?;
+    let tic = pipeline::run(&mut open, options)?;
+    let mut warnings = Vec::new();
+
+    let report = &tic.analysis.report;
+    if report.status == TicStatus::SingleFrame {
+        warnings.push("single-frame input: no time-intensity curve, the frame is analysed as it is".to_string());
+    }
+    let peak_index = match &report.peak {
+        Some(peak) => peak.frame_index,
+        None if report.status == TicStatus::SingleFrame => 0,
+        None => return Err(AnalysisError::NoPeak(report.status.describe())),
+    };
+    let peak_frame = read_frame_at(&mut open, peak_index)?;
+
+    let roi = tic.roi;
+    let tensor = preprocess::preprocess(&peak_frame, Some(roi), resize)?;
+    let features = scorer.extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
+    let rad_score_map = heatmap::rad_score_map(scorer.signature, &features.map)?;
+    let scores = score(scorer, &features, &mut warnings)?;
+    let quality = assess_quality(&tic, &mut warnings);
+
+    Ok(ExamAnalysis {
+        tic,
+        peak_frame,
+        roi,
+        features,
+        rad_score_map,
+        scores,
+        quality,
+        warnings,
+    })
+}
+
+/// Reads frames up to and including `index`, keeping only that one.
+fn read_frame_at(
+    open: &mut impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    index: u64,
+) -> Result<Frame, AnalysisError> {
+    let mut source = open()?;
+    let mut frame = Frame::empty();
+    for _ in 0..=index {
+        if !source.read_frame(&mut frame)? {
+            return Err(AnalysisError::PeakFrameMissing(index));
+        }
+    }
+    Ok(frame)
+}
+
+/// Scores the pooled features with the signature and the clinical values.
+fn score(
+    scorer: &Scorer<'_>,
+    features: &Features,
+    warnings: &mut Vec<String>,
+) -> Result<Scores, AnalysisError> {
+    let signature = scorer.signature;
+    let rad_score = signature.rad_score(&features.pooled)?;
+    let imaging_probability = Signature::imaging_probability(rad_score);
+    warn_unused_clinical(signature, scorer.clinical, warnings);
+
+    let clinical_score = match signature.clinical_probability(scorer.clinical)? {
+        Some(ClinicalOutcome::Available { probability }) => Some(probability),
+        _ => None,
+    };
+    let integrated = signature.integrated_probability(rad_score, scorer.clinical)?;
+    let (probability, cutoff, integrated_available, missing_clinical) = match integrated {
+        Some(ClinicalOutcome::Available { probability }) => {
+            (probability, signature.integrated_cutoff(), true, Vec::new())
+        }
+        Some(ClinicalOutcome::Unavailable { missing }) => {
+            warnings.push(format!(
+                "integrated model unavailable: no value for {}; the risk is imaging-only",
+                missing.join(", ")
+            ));
+            (imaging_probability, signature.imaging_cutoff, false, missing)
+        }
+        None => (imaging_probability, signature.imaging_cutoff, false, Vec::new()),
+    };
+
+    Ok(Scores {
+        rad_score,
+        imaging_probability,
+        clinical_score,
+        probability,
+        cutoff,
+        risk: if probability >= cutoff {
+            Risk::High
+        } else {
+            Risk::Low
+        },
+        integrated_available,
+        missing_clinical,
+    })
+}
+
+fn warn_unused_clinical(
+    signature: &Signature,
+    clinical: &BTreeMap<String, f64>,
+    warnings: &mut Vec<String>,
+) {
+    let used = |name: &str| {
+        let clinical_model = signature.clinical_model.iter().flat_map(|m| &m.variables);
+        let integrated_model = signature.integrated_model.iter().flat_map(|m| &m.variables);
+        clinical_model
+            .chain(integrated_model)
+            .any(|variable| variable.name == name)
+    };
+    for name in clinical.keys().filter(|name| !used(name)) {
+        warnings.push(format!(
+            "clinical value `{name}` is not a variable of the signature and was ignored"
+        ));
+    }
+}
+
+/// Decides whether the TIC behind the peak frame can be trusted.
+fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
+    let report = &tic.analysis.report;
+    let fit_r2 = report.fit.as_ref().map(|fit| fit.r2);
+    let flagged = report.frames.saturating_sub(report.unflagged_frames);
+    let flagged_fraction = if report.frames > 0 {
+        flagged as f64 / report.frames as f64
+    } else {
+        0.0
+    };
+    let mut reasons = Vec::new();
+
+    match report.status {
+        TicStatus::Ok | TicStatus::SingleFrame => {}
+        status => reasons.push(format!("TIC status {status:?}: {}", status.describe())),
+    }
+    if let Some(r2) = fit_r2.filter(|&r2| r2 < RELIABLE_FIT_R2) {
+        reasons.push(format!(
+            "bolus fit R^2 {r2:.2} is below {RELIABLE_FIT_R2}"
+        ));
+    }
+    if flagged_fraction > RELIABLE_FLAGGED_FRACTION {
+        reasons.push(format!(
+            "{:.0}% of frames are flagged (flash, frozen, black or motion)",
+            flagged_fraction * 100.0
+        ));
+    }
+    for reason in &reasons {
+        warnings.push(format!("result not reliable: {reason}"));
+    }
+
+    Quality {
+        reliable: reasons.is_empty(),
+        reasons,
+        tic_status: report.status,
+        fit_r2,
+        flagged_fraction,
+        peak_ncc: report.peak.as_ref().and_then(|peak| peak.ncc),
+    }
+}
