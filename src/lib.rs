@@ -10,4 +10,5 @@ pub mod geometry;
 pub mod layout;
 pub mod phantom;
 pub mod source;
+pub mod stats;
 pub mod tic;

@@ -1,1 +1,2 @@
 //! Integration tests of the ceus-edge binary and library.
+mod stats;
