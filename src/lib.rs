@@ -9,6 +9,7 @@ pub mod frame;
 pub mod geometry;
 pub mod layout;
 pub mod phantom;
+pub mod signature;
 pub mod source;
 pub mod stats;
 pub mod tic;

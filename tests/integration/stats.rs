@@ -393,3 +393,228 @@ fn constant_feature_and_label_rejected() {
     let error = auc_delong(&[0.1, 0.2], &[true, true]).unwrap_err();
     assert!(matches!(error, StatsError::TooFew(_)), "{error}");
 }
+
+mod signature_file {
+    use std::collections::BTreeMap;
+
+    use ceus_edge::signature::{
+        ClinicalModel, ClinicalOutcome, ClinicalVariable, IntegratedModel, ModelAucs,
+        Preprocessing, RadScore, Signature, SignatureError, FORMAT_VERSION, MAGIC,
+    };
+
+    fn variable(name: &str, min: f64, max: f64, coefficient: f64) -> ClinicalVariable {
+        ClinicalVariable {
+            name: name.to_string(),
+            unit: "units".to_string(),
+            min,
+            max,
+            coefficient,
+        }
+    }
+
+    fn example() -> Signature {
+        Signature {
+            format_version: FORMAT_VERSION,
+            demo: true,
+            provenance: "integration test".to_string(),
+            extractor_sha256: "ab".repeat(32),
+            preprocessing: Preprocessing::default(),
+            feature_dimension: 1920,
+            rad_score: RadScore {
+                feature_indices: vec![3, 1000, 1919],
+                means: vec![0.5, 1.0, 2.0],
+                std_devs: vec![0.25, 2.0, 4.0],
+                coefficients: vec![1.0, -0.5, 0.25],
+                intercept: -0.2,
+            },
+            imaging_cutoff: 0.4,
+            clinical_model: Some(ClinicalModel {
+                intercept: -1.0,
+                variables: vec![
+                    variable("age", 18.0, 100.0, 0.02),
+                    variable("cea", 0.0, 500.0, 0.1),
+                ],
+            }),
+            integrated_model: Some(IntegratedModel {
+                intercept: -0.5,
+                rad_score_coefficient: 0.9,
+                variables: vec![variable("cea", 0.0, 500.0, 0.05)],
+            }),
+            training_aucs: ModelAucs {
+                imaging_train: 0.9,
+                ..ModelAucs::default()
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let signature = example();
+        let bytes = signature.to_bytes().unwrap();
+        assert_eq!(&bytes[..8], &MAGIC);
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
+        assert_eq!(Signature::from_bytes(&bytes).unwrap(), signature);
+    }
+
+    #[test]
+    fn bad_magic_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes[0] = b'X';
+        assert!(matches!(
+            Signature::from_bytes(&bytes),
+            Err(SignatureError::BadMagic)
+        ));
+        assert!(matches!(
+            Signature::from_bytes(&[]),
+            Err(SignatureError::BadMagic)
+        ));
+    }
+
+    #[test]
+    fn unknown_version_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes[8] = 9;
+        let error = Signature::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::UnsupportedVersion { found: 9, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_truncation_rejected() {
+        let bytes = example().to_bytes().unwrap();
+        for length in 0..bytes.len() {
+            assert!(
+                Signature::from_bytes(&bytes[..length]).is_err(),
+                "a file cut at {length} bytes was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes.push(0);
+        let error = Signature::from_bytes(&bytes).unwrap_err();
+        assert!(matches!(error, SignatureError::Corrupt(_)), "{error}");
+    }
+
+    #[test]
+    fn flipped_bytes_never_panic() {
+        let bytes = example().to_bytes().unwrap();
+        for position in 10..bytes.len() {
+            for flip in [0x01_u8, 0x80, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[position] ^= flip;
+                // Any outcome but a panic is acceptable: a flip inside a float still decodes.
+                let _ = Signature::from_bytes(&corrupt);
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_lengths_rejected() {
+        let mut signature = example();
+        signature.rad_score.means.pop();
+        let error = signature.to_bytes().unwrap_err();
+        assert!(matches!(error, SignatureError::Inconsistent(_)), "{error}");
+
+        let mut signature = example();
+        signature.rad_score.feature_indices[0] = 1920;
+        let error = signature.to_bytes().unwrap_err();
+        assert!(error.to_string().contains("1920"), "{error}");
+
+        let mut signature = example();
+        signature.rad_score.std_devs[1] = 0.0;
+        assert!(signature.to_bytes().is_err());
+    }
+
+    #[test]
+    fn rad_score_by_hand() {
+        let signature = example();
+        let mut features = vec![0.0_f32; 1920];
+        features[3] = 1.0;
+        features[1000] = 5.0;
+        features[1919] = 2.0;
+        // -0.2 + 1.0 * (1 - 0.5) / 0.25 - 0.5 * (5 - 1) / 2 + 0.25 * 0 = 0.8
+        let score = signature.rad_score(&features).unwrap();
+        assert!((score - 0.8).abs() < 1e-12, "{score}");
+        let probability = Signature::imaging_probability(score);
+        assert!((probability - 1.0 / (1.0 + (-0.8_f64).exp())).abs() < 1e-15);
+
+        let error = signature.rad_score(&features[..100]).unwrap_err();
+        assert!(matches!(
+            error,
+            SignatureError::FeatureLength {
+                found: 100,
+                expected: 1920
+            }
+        ));
+        features[1000] = f32::NAN;
+        let error = signature.rad_score(&features).unwrap_err();
+        assert!(matches!(
+            error,
+            SignatureError::NonFiniteFeature { index: 1000, .. }
+        ));
+    }
+
+    #[test]
+    fn missing_clinical_values_listed() {
+        let signature = example();
+        let values = BTreeMap::new();
+        let outcome = signature.clinical_probability(&values).unwrap().unwrap();
+        assert_eq!(
+            outcome,
+            ClinicalOutcome::Unavailable {
+                missing: vec!["age".to_string(), "cea".to_string()]
+            }
+        );
+        let outcome = signature
+            .integrated_probability(0.3, &values)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ClinicalOutcome::Unavailable {
+                missing: vec!["cea".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn clinical_values_scored_and_checked() {
+        let signature = example();
+        let mut values = BTreeMap::from([("age".to_string(), 60.0), ("cea".to_string(), 5.0)]);
+        let Some(ClinicalOutcome::Available { probability }) =
+            signature.integrated_probability(0.3, &values).unwrap()
+        else {
+            panic!("integrated model unavailable");
+        };
+        let eta: f64 = -0.5 + 0.9 * 0.3 + 0.05 * 5.0;
+        assert!((probability - 1.0 / (1.0 + (-eta).exp())).abs() < 1e-15);
+
+        values.insert("age".to_string(), 150.0);
+        let error = signature.clinical_probability(&values).unwrap_err();
+        assert!(error.to_string().contains("age = 150"), "{error}");
+        assert!(error.to_string().contains("[18, 100]"), "{error}");
+        values.insert("age".to_string(), f64::NAN);
+        assert!(signature.clinical_probability(&values).is_err());
+    }
+
+    #[test]
+    fn other_extractor_rejected() {
+        let signature = example();
+        assert!(signature.check_extractor(&"AB".repeat(32)).is_ok());
+        let error = signature.check_extractor(&"cd".repeat(32)).unwrap_err();
+        assert!(matches!(error, SignatureError::ExtractorMismatch { .. }));
+    }
+
+    #[test]
+    fn toml_export_readable() {
+        let text = example().to_toml().unwrap();
+        assert!(text.contains("feature_dimension = 1920"), "{text}");
+        assert!(text.contains("resize = \"squash\""), "{text}");
+        assert!(text.contains("[rad_score]"), "{text}");
+    }
+}
