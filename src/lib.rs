@@ -14,6 +14,8 @@ pub mod overlay;
 pub mod phantom;
 pub mod png_out;
 pub mod preprocess;
+pub mod signature;
 pub mod source;
+pub mod stats;
 pub mod tic;
 pub mod tic_plot;

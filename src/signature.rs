@@ -1,0 +1,489 @@
+//! The deep-radiomics signature file: what `train` fitted and what the edge box scores.
+//!
+//! A file is the 8-byte magic [`MAGIC`], the format version as a little-endian u16, then
+//! the postcard encoding of [`Signature`]. Loading checks the magic, the version, that the
+//! bytes decode with nothing left over, and that every length, index and range is
+//! consistent, so a loaded signature can score without further checks.
+//!
+//! The rad-score is the LASSO logistic model on z-scored pooled features, so the
+//! imaging-only probability is sigmoid(rad-score). The clinical and integrated models are
+//! maximum-likelihood logistic regressions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::stats::special::sigmoid;
+
+/// First bytes of every signature file.
+pub const MAGIC: [u8; 8] = *b"CEUSSIG\0";
+/// Format version written by this build, the only one it reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Largest signature file read: far above a 1920-feature signature (a few tens of KiB).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Failure to read, decode, validate or apply a signature.
+#[derive(Debug, Error)]
+pub enum SignatureError {
+    #[error("cannot read signature file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write signature file {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("signature file {size} bytes is larger than the {max}-byte limit")]
+    TooLarge { size: u64, max: u64 },
+    #[error("not a ceus-edge signature file: the magic bytes are wrong or missing")]
+    BadMagic,
+    #[error("signature format version {found} is not supported (this build reads version {supported}); refit it with this build's `train`")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    #[error("signature file is truncated or corrupt: {0}")]
+    Corrupt(String),
+    #[error("signature is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("the feature vector has {found} values, the signature expects {expected}")]
+    FeatureLength { found: usize, expected: usize },
+    #[error("feature {index} is not finite ({value})")]
+    NonFiniteFeature { index: usize, value: f64 },
+    #[error("clinical variable {name} = {value} is outside its valid range [{min}, {max}] {unit}")]
+    OutOfRange {
+        name: String,
+        value: f64,
+        min: f64,
+        max: f64,
+        unit: String,
+    },
+    #[error("the signature was fitted with feature extractor {expected}, not {found}; use the matching model or refit the signature")]
+    ExtractorMismatch { expected: String, found: String },
+    #[error("cannot encode the signature: {0}")]
+    Encode(String),
+}
+
+/// Resize of a frame region to the network's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale each axis independently to the input size (aspect ratio not kept).
+    Squash,
+    /// Scale the shorter side to the input size and cut the centre square.
+    Crop,
+}
+
+/// Preprocessing of the feature extractor's input, recorded so that scoring uses the same
+/// settings as fitting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    pub resize: ResizeMode,
+    /// Side of the square input in pixels.
+    pub input_size: u32,
+    /// Per-channel (R, G, B) mean subtracted from values scaled to [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel (R, G, B) standard deviation divided after the mean.
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocessing {
+    /// Squash to 224 x 224 with the ImageNet mean and standard deviation.
+    fn default() -> Preprocessing {
+        Preprocessing {
+            resize: ResizeMode::Squash,
+            input_size: 224,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+/// The rad-score: intercept + sum of coefficient * (feature - mean) / std over the selected
+/// features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RadScore {
+    /// 0-based indices into the pooled feature vector, one per selected feature.
+    pub feature_indices: Vec<u32>,
+    /// Training mean of each selected feature.
+    pub means: Vec<f64>,
+    /// Training sample standard deviation of each selected feature.
+    pub std_devs: Vec<f64>,
+    /// LASSO coefficient of each selected feature's z-score.
+    pub coefficients: Vec<f64>,
+    pub intercept: f64,
+}
+
+/// One clinical predictor of a logistic model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClinicalVariable {
+    pub name: String,
+    /// Unit of the value, free text (for example "years" or "ng/mL").
+    pub unit: String,
+    /// Smallest valid value, inclusive.
+    pub min: f64,
+    /// Largest valid value, inclusive.
+    pub max: f64,
+    pub coefficient: f64,
+}
+
+/// Logistic model on clinical variables only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClinicalModel {
+    pub intercept: f64,
+    pub variables: Vec<ClinicalVariable>,
+}
+
+/// Logistic model on the rad-score and clinical variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntegratedModel {
+    pub intercept: f64,
+    pub rad_score_coefficient: f64,
+    pub variables: Vec<ClinicalVariable>,
+}
+
+/// AUCs on the training rows (and on held-out rows when `train` had a test split).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModelAucs {
+    pub imaging_train: f64,
+    pub imaging_test: Option<f64>,
+    pub clinical_train: Option<f64>,
+    pub clinical_test: Option<f64>,
+    pub integrated_train: Option<f64>,
+    pub integrated_test: Option<f64>,
+}
+
+/// A fitted signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub format_version: u16,
+    /// True for signatures fitted on synthetic data, never for clinical use.
+    pub demo: bool,
+    /// Free text: data, command and date of the fit.
+    pub provenance: String,
+    /// SHA-256 (lowercase hex) of the feature extractor the features came from.
+    pub extractor_sha256: String,
+    pub preprocessing: Preprocessing,
+    /// Length of the pooled feature vector (1920 for DenseNet201).
+    pub feature_dimension: u32,
+    pub rad_score: RadScore,
+    /// Youden cut-off on the imaging probability: positive when probability >= it.
+    pub imaging_cutoff: f64,
+    pub clinical_model: Option<ClinicalModel>,
+    pub integrated_model: Option<IntegratedModel>,
+    pub training_aucs: ModelAucs,
+}
+
+/// Outcome of a model that needs clinical values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ClinicalOutcome {
+    Available {
+        probability: f64,
+    },
+    /// Some variables had no value; their names, in model order.
+    Unavailable {
+        missing: Vec<String>,
+    },
+}
+
+impl Signature {
+    /// Encodes the signature as a file: magic, version, postcard body.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SignatureError> {
+        self.validate()?;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let body = postcard::to_stdvec(self).map_err(|e| SignatureError::Encode(e.to_string()))?;
+        bytes.extend_from_slice(&body);
+        Ok(bytes)
+    }
+
+    /// Decodes and validates a signature file's bytes.
+    ///
+    /// Errors: [`SignatureError::BadMagic`], [`SignatureError::UnsupportedVersion`],
+    /// [`SignatureError::Corrupt`] for bytes that do not decode or have trailing data, and
+    /// [`SignatureError::Inconsistent`] for lengths, indices or ranges that disagree.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Signature, SignatureError> {
+        let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
+            return Err(SignatureError::BadMagic);
+        };
+        if *magic != MAGIC {
+            return Err(SignatureError::BadMagic);
+        }
+        let Some((version, body)) = rest.split_first_chunk::<2>() else {
+            return Err(SignatureError::Corrupt(
+                "the file ends inside the format version".to_string(),
+            ));
+        };
+        let version = u16::from_le_bytes(*version);
+        if version != FORMAT_VERSION {
+            return Err(SignatureError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+
+        let (signature, remainder): (Signature, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|e| SignatureError::Corrupt(e.to_string()))?;
+        if !remainder.is_empty() {
+            return Err(SignatureError::Corrupt(format!(
+                "{} bytes follow the encoded signature",
+                remainder.len()
+            )));
+        }
+        signature.validate()?;
+        Ok(signature)
+    }
+
+    /// Reads and validates a signature file, rejecting files above [`MAX_FILE_BYTES`]
+    /// before reading them.
+    pub fn load(path: &Path) -> Result<Signature, SignatureError> {
+        let io_error = |source| SignatureError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io_error)?.len();
+        if size > MAX_FILE_BYTES {
+            return Err(SignatureError::TooLarge {
+                size,
+                max: MAX_FILE_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io_error)?;
+        Signature::from_bytes(&bytes)
+    }
+
+    /// Writes the signature file.
+    pub fn save(&self, path: &Path) -> Result<(), SignatureError> {
+        let bytes = self.to_bytes()?;
+        std::fs::write(path, bytes).map_err(|source| SignatureError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Returns the signature as TOML for people to read. Options that are absent are left
+    /// out.
+    pub fn to_toml(&self) -> Result<String, SignatureError> {
+        toml::to_string_pretty(self).map_err(|e| SignatureError::Encode(e.to_string()))
+    }
+
+    /// Rejects a feature extractor other than the one the signature was fitted with.
+    pub fn check_extractor(&self, sha256: &str) -> Result<(), SignatureError> {
+        if self.extractor_sha256.eq_ignore_ascii_case(sha256) {
+            Ok(())
+        } else {
+            Err(SignatureError::ExtractorMismatch {
+                expected: self.extractor_sha256.clone(),
+                found: sha256.to_string(),
+            })
+        }
+    }
+
+    /// Computes the rad-score (log-odds) of a pooled feature vector.
+    ///
+    /// Errors: a vector whose length is not `feature_dimension`, or a non-finite selected
+    /// feature.
+    pub fn rad_score(&self, features: &[f32]) -> Result<f64, SignatureError> {
+        if features.len() != self.feature_dimension as usize {
+            return Err(SignatureError::FeatureLength {
+                found: features.len(),
+                expected: self.feature_dimension as usize,
+            });
+        }
+        let model = &self.rad_score;
+        let mut score = model.intercept;
+        for (k, &index) in model.feature_indices.iter().enumerate() {
+            let index = index as usize;
+            let value = f64::from(features[index]);
+            if !value.is_finite() {
+                return Err(SignatureError::NonFiniteFeature { index, value });
+            }
+            score += model.coefficients[k] * (value - model.means[k]) / model.std_devs[k];
+        }
+        Ok(score)
+    }
+
+    /// Returns the imaging-only probability of a rad-score, sigmoid(rad-score).
+    pub fn imaging_probability(rad_score: f64) -> f64 {
+        sigmoid(rad_score)
+    }
+
+    /// Computes the clinical model's probability from values by variable name.
+    ///
+    /// Returns `None` when the signature has no clinical model. A variable without a value
+    /// makes the outcome unavailable, listing every missing name. Errors: a value that is
+    /// non-finite or outside its range.
+    pub fn clinical_probability(
+        &self,
+        values: &BTreeMap<String, f64>,
+    ) -> Result<Option<ClinicalOutcome>, SignatureError> {
+        let Some(model) = &self.clinical_model else {
+            return Ok(None);
+        };
+        Ok(Some(linear_outcome(
+            model.intercept,
+            &model.variables,
+            values,
+        )?))
+    }
+
+    /// Computes the integrated model's probability from a rad-score and clinical values.
+    /// Returns `None` when the signature has no integrated model; missing values and
+    /// errors as [`Signature::clinical_probability`].
+    pub fn integrated_probability(
+        &self,
+        rad_score: f64,
+        values: &BTreeMap<String, f64>,
+    ) -> Result<Option<ClinicalOutcome>, SignatureError> {
+        let Some(model) = &self.integrated_model else {
+            return Ok(None);
+        };
+        let intercept = model.intercept + model.rad_score_coefficient * rad_score;
+        Ok(Some(linear_outcome(intercept, &model.variables, values)?))
+    }
+
+    /// Checks lengths, indices, ranges and finiteness.
+    pub fn validate(&self) -> Result<(), SignatureError> {
+        let inconsistent = |m: String| Err(SignatureError::Inconsistent(m));
+        if self.format_version != FORMAT_VERSION {
+            return inconsistent(format!(
+                "the body's format version {} differs from the header's {FORMAT_VERSION}",
+                self.format_version
+            ));
+        }
+        if self.extractor_sha256.len() != 64
+            || !self.extractor_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return inconsistent(format!(
+                "extractor sha-256 {:?} is not 64 hexadecimal digits",
+                self.extractor_sha256
+            ));
+        }
+        self.validate_rad_score()?;
+        if !self.imaging_cutoff.is_finite() {
+            return inconsistent(format!(
+                "imaging cut-off {} is not finite",
+                self.imaging_cutoff
+            ));
+        }
+        if let Some(model) = &self.clinical_model {
+            validate_model("clinical model", model.intercept, &model.variables)?;
+        }
+        if let Some(model) = &self.integrated_model {
+            validate_model("integrated model", model.intercept, &model.variables)?;
+            if !model.rad_score_coefficient.is_finite() {
+                return inconsistent("integrated model rad-score coefficient is not finite".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_rad_score(&self) -> Result<(), SignatureError> {
+        let model = &self.rad_score;
+        let count = model.feature_indices.len();
+        for (what, length) in [
+            ("means", model.means.len()),
+            ("standard deviations", model.std_devs.len()),
+            ("coefficients", model.coefficients.len()),
+        ] {
+            if length != count {
+                return Err(SignatureError::Inconsistent(format!(
+                    "rad-score has {count} feature indices but {length} {what}"
+                )));
+            }
+        }
+        if let Some(&index) = model
+            .feature_indices
+            .iter()
+            .find(|&&i| i >= self.feature_dimension)
+        {
+            return Err(SignatureError::Inconsistent(format!(
+                "feature index {index} is outside the feature dimension {}",
+                self.feature_dimension
+            )));
+        }
+        let finite = model
+            .means
+            .iter()
+            .chain(&model.coefficients)
+            .all(|v| v.is_finite())
+            && model.intercept.is_finite();
+        if !finite {
+            return Err(SignatureError::Inconsistent(
+                "rad-score has a non-finite mean, coefficient or intercept".to_string(),
+            ));
+        }
+        if let Some(sd) = model
+            .std_devs
+            .iter()
+            .find(|s| !(s.is_finite() && **s > 0.0))
+        {
+            return Err(SignatureError::Inconsistent(format!(
+                "rad-score standard deviation {sd} is not positive and finite"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_model(
+    what: &str,
+    intercept: f64,
+    variables: &[ClinicalVariable],
+) -> Result<(), SignatureError> {
+    if !intercept.is_finite() {
+        return Err(SignatureError::Inconsistent(format!(
+            "{what} intercept is not finite"
+        )));
+    }
+    for variable in variables {
+        if !variable.coefficient.is_finite() {
+            return Err(SignatureError::Inconsistent(format!(
+                "{what} coefficient of {} is not finite",
+                variable.name
+            )));
+        }
+        if variable.min.is_nan() || variable.max.is_nan() || variable.min > variable.max {
+            return Err(SignatureError::Inconsistent(format!(
+                "{what} range of {} is [{}, {}], which is empty or not a number",
+                variable.name, variable.min, variable.max
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sums intercept + coefficient * value, or lists the missing variables.
+fn linear_outcome(
+    intercept: f64,
+    variables: &[ClinicalVariable],
+    values: &BTreeMap<String, f64>,
+) -> Result<ClinicalOutcome, SignatureError> {
+    let missing: Vec<String> = variables
+        .iter()
+        .filter(|v| !values.contains_key(&v.name))
+        .map(|v| v.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(ClinicalOutcome::Unavailable { missing });
+    }
+    let mut eta = intercept;
+    for variable in variables {
+        let value = values[&variable.name];
+        if !(value.is_finite() && value >= variable.min && value <= variable.max) {
+            return Err(SignatureError::OutOfRange {
+                name: variable.name.clone(),
+                value,
+                min: variable.min,
+                max: variable.max,
+                unit: variable.unit.clone(),
+            });
+        }
+        eta += variable.coefficient * value;
+    }
+    Ok(ClinicalOutcome::Available {
+        probability: sigmoid(eta),
+    })
+}

@@ -1,0 +1,620 @@
+//! Statistics of src/stats compared with reference values from scipy, scikit-learn and
+//! statsmodels (fixtures written by scripts/reference/stats_reference.py).
+
+use std::path::Path;
+
+use ceus_edge::stats::calibration::{calibration, decision_curve, hosmer_lemeshow};
+use ceus_edge::stats::lasso::{self, LassoOptions};
+use ceus_edge::stats::logistic::{fit_logistic, LogisticOptions};
+use ceus_edge::stats::mann_whitney::mann_whitney_u;
+use ceus_edge::stats::roc::{auc_delong, delong_test, youden};
+use ceus_edge::stats::spearman::{redundancy_filter, spearman_matrix};
+use ceus_edge::stats::StatsError;
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stats")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+fn bools(value: &Value) -> Vec<bool> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_bool().unwrap())
+        .collect()
+}
+
+fn columns(value: &Value) -> Vec<Vec<f64>> {
+    value.as_array().unwrap().iter().map(floats).collect()
+}
+
+#[track_caller]
+fn assert_abs(what: &str, actual: f64, expected: f64, tolerance: f64) {
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: {actual} differs from {expected} by more than {tolerance}"
+    );
+}
+
+#[track_caller]
+fn assert_rel(what: &str, actual: f64, expected: f64, tolerance: f64) {
+    let scale = expected.abs().max(1e-300);
+    assert!(
+        ((actual - expected) / scale).abs() <= tolerance,
+        "{what}: {actual} differs from {expected} by more than {tolerance} relative"
+    );
+}
+
+#[test]
+fn mann_whitney_matches_scipy() {
+    for case in fixture("mann_whitney.json").as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let result = mann_whitney_u(&floats(&case["x"]), &floats(&case["y"])).unwrap();
+        assert_abs(name, result.u, case["u"].as_f64().unwrap(), 1e-9);
+        assert_abs(name, result.p_value, case["p"].as_f64().unwrap(), 1e-9);
+    }
+}
+
+#[test]
+fn spearman_matches_scipy() {
+    let case = fixture("spearman.json");
+    let data = columns(&case["columns"]);
+    let rho = spearman_matrix(&data).unwrap();
+    for (a, row) in case["rho"].as_array().unwrap().iter().enumerate() {
+        for (b, expected) in floats(row).into_iter().enumerate() {
+            assert_abs(&format!("rho[{a}][{b}]"), rho[a][b], expected, 1e-9);
+        }
+    }
+    let kept = redundancy_filter(&data, case["threshold"].as_f64().unwrap()).unwrap();
+    let expected: Vec<usize> = case["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(kept, expected);
+}
+
+#[test]
+fn logistic_matches_statsmodels() {
+    let case = fixture("logistic.json");
+    let data = columns(&case["columns"]);
+    let labels = bools(&case["labels"]);
+    let refs: Vec<&[f64]> = data.iter().map(Vec::as_slice).collect();
+    let fit = fit_logistic(&refs, &labels, None, true, LogisticOptions::default()).unwrap();
+    let names: Vec<String> = (1..=data.len()).map(|j| format!("x{j}")).collect();
+    let table = fit.table(&names);
+    assert_eq!(table[0].name, "(intercept)");
+    for (key, field) in [
+        ("coefficients", 0),
+        ("std_errors", 1),
+        ("z", 2),
+        ("p_values", 3),
+        ("odds_ratio", 4),
+        ("ci_low", 5),
+        ("ci_high", 6),
+    ] {
+        for (j, expected) in floats(&case[key]).into_iter().enumerate() {
+            let row = &table[j];
+            let actual = [
+                row.estimate,
+                row.std_error,
+                row.z,
+                row.p_value,
+                row.odds_ratio,
+                row.ci_low,
+                row.ci_high,
+            ][field];
+            assert_rel(&format!("{key}[{j}]"), actual, expected, 1e-6);
+        }
+    }
+    assert_rel(
+        "log-likelihood",
+        fit.log_likelihood,
+        case["log_likelihood"].as_f64().unwrap(),
+        1e-9,
+    );
+}
+
+#[test]
+fn lasso_path_matches_sklearn() {
+    let case = fixture("lasso.json");
+    let data = columns(&case["columns"]);
+    let labels = bools(&case["labels"]);
+    let options = LassoOptions::default();
+    let lambdas = lasso::lambda_path(&data, &labels, &options).unwrap();
+    let expected_lambdas = floats(&case["lambdas"]);
+    assert_eq!(lambdas.len(), expected_lambdas.len());
+    for (k, (a, e)) in lambdas.iter().zip(&expected_lambdas).enumerate() {
+        assert_rel(&format!("lambda[{k}]"), *a, *e, 1e-12);
+    }
+
+    let path = lasso::lasso_path(&data, &labels, &lambdas, &options).unwrap();
+    let checked = case["checked"].as_array().unwrap();
+    let intercepts = floats(&case["intercepts"]);
+    for (row, k) in checked.iter().enumerate() {
+        let k = k.as_u64().unwrap() as usize;
+        assert!(path.converged[k], "lambda {k} did not converge");
+        assert_abs(
+            &format!("intercept at lambda {k}"),
+            path.intercepts[k],
+            intercepts[row],
+            1e-4,
+        );
+        let expected = floats(&case["coefficients"][row]);
+        for (j, e) in expected.iter().enumerate() {
+            assert_abs(
+                &format!("coefficient {j} at lambda {k}"),
+                path.coefficients[k][j],
+                *e,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn lasso_cv_matches_sklearn_on_same_folds() {
+    let case = fixture("lasso.json");
+    let data = columns(&case["columns"]);
+    let labels = bools(&case["labels"]);
+    let folds: Vec<usize> = case["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let count = case["cv_lambda_count"].as_u64().unwrap() as usize;
+    // The reference cross-validates the first `count` lambdas of the 100-value path, so the
+    // minimum ratio is set to make this path's first `count` values the same.
+    let full = lasso::lambda_path(&data, &labels, &LassoOptions::default()).unwrap();
+    let options = LassoOptions {
+        lambda_count: count,
+        lambda_min_ratio: Some(full[count - 1] / full[0]),
+        ..LassoOptions::default()
+    };
+    let cv = lasso::cross_validate(&data, &labels, &folds, &options).unwrap();
+    for (k, e) in floats(&case["cv_mean"]).iter().enumerate() {
+        assert_abs(&format!("cv mean at lambda {k}"), cv.cv_mean[k], *e, 1e-4);
+    }
+    for (k, e) in floats(&case["cv_std_error"]).iter().enumerate() {
+        assert_abs(
+            &format!("cv se at lambda {k}"),
+            cv.cv_std_error[k],
+            *e,
+            1e-4,
+        );
+    }
+    assert_eq!(cv.index_min, case["index_min"].as_u64().unwrap() as usize);
+    assert_eq!(cv.index_1se, case["index_1se"].as_u64().unwrap() as usize);
+}
+
+#[test]
+fn lasso_cv_rejects_class_smaller_than_folds() {
+    let data = vec![(0..12).map(f64::from).collect::<Vec<_>>()];
+    let labels: Vec<bool> = (0..12).map(|i| i % 4 == 0).collect();
+    let folds: Vec<usize> = (0..12).map(|i| i % 5).collect();
+    let error =
+        lasso::cross_validate(&data, &labels, &folds, &LassoOptions::default()).unwrap_err();
+    assert!(matches!(error, StatsError::TooFew(_)));
+    assert!(error.to_string().contains("use at most 3 folds"), "{error}");
+}
+
+#[test]
+fn roc_and_delong_match_pairwise_reference() {
+    let case = fixture("roc.json");
+    let labels = bools(&case["labels"]);
+    let scores = [floats(&case["first"]), floats(&case["second"])];
+    for (s, score) in scores.iter().enumerate() {
+        let estimate = auc_delong(score, &labels).unwrap();
+        let (low, high) = estimate.ci95.unwrap();
+        assert_abs("auc", estimate.auc, case["auc"][s].as_f64().unwrap(), 1e-9);
+        let variance = estimate.variance.unwrap();
+        assert_abs(
+            "variance",
+            variance,
+            case["variance"][s].as_f64().unwrap(),
+            1e-9,
+        );
+        assert_abs("ci low", low, case["ci_low"][s].as_f64().unwrap(), 1e-9);
+        assert_abs("ci high", high, case["ci_high"][s].as_f64().unwrap(), 1e-9);
+    }
+    let test = delong_test(&scores[0], &scores[1], &labels).unwrap();
+    assert_abs("delong z", test.z, case["delong_z"].as_f64().unwrap(), 1e-9);
+    assert_abs(
+        "delong p",
+        test.p_value,
+        case["delong_p"].as_f64().unwrap(),
+        1e-9,
+    );
+
+    let cut = youden(&scores[0], &labels).unwrap();
+    let expected = &case["youden"];
+    assert_eq!(cut.threshold, expected["threshold"].as_f64().unwrap());
+    assert_abs(
+        "sensitivity",
+        cut.sensitivity,
+        expected["sensitivity"].as_f64().unwrap(),
+        1e-12,
+    );
+    assert_abs(
+        "specificity",
+        cut.specificity,
+        expected["specificity"].as_f64().unwrap(),
+        1e-12,
+    );
+    assert_abs(
+        "accuracy",
+        cut.accuracy,
+        expected["accuracy"].as_f64().unwrap(),
+        1e-12,
+    );
+    assert_abs(
+        "ppv",
+        cut.ppv.unwrap(),
+        expected["ppv"].as_f64().unwrap(),
+        1e-12,
+    );
+    assert_abs(
+        "npv",
+        cut.npv.unwrap(),
+        expected["npv"].as_f64().unwrap(),
+        1e-12,
+    );
+}
+
+#[test]
+fn delong_large_sample_stays_finite() {
+    // 150,000 observations with heavy ties: pair counts exceed u32 and the CI stays in
+    // [0, 1]. The AUC of a score that is the label itself plus ties is known exactly.
+    let n = 150_000;
+    let labels: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    let scores: Vec<f64> = (0..n)
+        .map(|i| {
+            if labels[i] {
+                1.0
+            } else {
+                f64::from((i % 2) as u32)
+            }
+        })
+        .collect();
+    // Half of the negatives score 1 (tied with every positive), half score 0.
+    let estimate = auc_delong(&scores, &labels).unwrap();
+    assert_abs("auc", estimate.auc, 0.75, 1e-12);
+    let (low, high) = estimate.ci95.unwrap();
+    assert!(low >= 0.0, "ci low {low}");
+    assert!(high <= 1.0, "ci high {high}");
+    assert!(estimate.variance.unwrap() > 0.0);
+
+    let perfect: Vec<f64> = labels.iter().map(|&y| f64::from(u8::from(y))).collect();
+    let estimate = auc_delong(&perfect, &labels).unwrap();
+    assert_eq!(estimate.auc, 1.0);
+    assert_eq!(estimate.ci95, Some((1.0, 1.0)));
+}
+
+#[test]
+fn calibration_matches_statsmodels() {
+    let case = fixture("calibration.json");
+    let probabilities = floats(&case["probabilities"]);
+    let labels = bools(&case["labels"]);
+    let result = calibration(&probabilities, &labels).unwrap();
+    assert_rel("slope", result.slope, case["slope"].as_f64().unwrap(), 1e-6);
+    assert_rel(
+        "intercept",
+        result.intercept,
+        case["intercept"].as_f64().unwrap(),
+        1e-6,
+    );
+    assert_rel("citl", result.citl, case["citl"].as_f64().unwrap(), 1e-6);
+}
+
+#[test]
+fn hosmer_lemeshow_matches_numpy() {
+    let case = fixture("calibration.json");
+    let probabilities = floats(&case["probabilities"]);
+    let labels = bools(&case["labels"]);
+    let expected = &case["hosmer_lemeshow"];
+    let result = hosmer_lemeshow(&probabilities, &labels, 10).unwrap();
+    assert_eq!(result.df as u64, expected["df"].as_u64().unwrap());
+    assert_abs(
+        "chi2",
+        result.chi2,
+        expected["chi2"].as_f64().unwrap(),
+        1e-9,
+    );
+    assert_abs("p", result.p, expected["p"].as_f64().unwrap(), 1e-9);
+}
+
+#[test]
+fn decision_curve_matches_numpy() {
+    let case = fixture("calibration.json");
+    let probabilities = floats(&case["probabilities"]);
+    let labels = bools(&case["labels"]);
+    let curve = decision_curve(&probabilities, &labels).unwrap();
+    let expected = case["decision_curve"].as_array().unwrap();
+    assert_eq!(curve.len(), expected.len());
+    for (point, e) in curve.iter().zip(expected) {
+        let t = e["threshold"].as_f64().unwrap();
+        assert_abs("threshold", point.threshold, t, 1e-12);
+        assert_abs(
+            &format!("net benefit at {t}"),
+            point.net_benefit,
+            e["net_benefit"].as_f64().unwrap(),
+            1e-9,
+        );
+        assert_abs(
+            &format!("treat all at {t}"),
+            point.treat_all,
+            e["treat_all"].as_f64().unwrap(),
+            1e-9,
+        );
+    }
+}
+
+#[test]
+fn logistic_perfect_separation_is_an_error() {
+    let x: Vec<f64> = (0..40).map(f64::from).collect();
+    let labels: Vec<bool> = (0..40).map(|i| i >= 20).collect();
+    let error = fit_logistic(&[&x], &labels, None, true, LogisticOptions::default()).unwrap_err();
+    assert!(matches!(error, StatsError::Separation { .. }), "{error}");
+}
+
+#[test]
+fn constant_feature_and_label_rejected() {
+    let constant = vec![3.0; 20];
+    let labels: Vec<bool> = (0..20).map(|i| i % 2 == 0).collect();
+    let error = fit_logistic(
+        &[&constant],
+        &labels,
+        None,
+        true,
+        LogisticOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, StatsError::RankDeficient(_)), "{error}");
+
+    let feature: Vec<f64> = (0..20).map(f64::from).collect();
+    let error = lasso::lambda_path(&[feature], &[false; 20], &LassoOptions::default()).unwrap_err();
+    assert!(matches!(error, StatsError::TooFew(_)), "{error}");
+    let error = auc_delong(&[0.1, 0.2], &[true, true]).unwrap_err();
+    assert!(matches!(error, StatsError::TooFew(_)), "{error}");
+}
+
+mod signature_file {
+    use std::collections::BTreeMap;
+
+    use ceus_edge::signature::{
+        ClinicalModel, ClinicalOutcome, ClinicalVariable, IntegratedModel, ModelAucs,
+        Preprocessing, RadScore, Signature, SignatureError, FORMAT_VERSION, MAGIC,
+    };
+
+    fn variable(name: &str, min: f64, max: f64, coefficient: f64) -> ClinicalVariable {
+        ClinicalVariable {
+            name: name.to_string(),
+            unit: "units".to_string(),
+            min,
+            max,
+            coefficient,
+        }
+    }
+
+    fn example() -> Signature {
+        Signature {
+            format_version: FORMAT_VERSION,
+            demo: true,
+            provenance: "integration test".to_string(),
+            extractor_sha256: "ab".repeat(32),
+            preprocessing: Preprocessing::default(),
+            feature_dimension: 1920,
+            rad_score: RadScore {
+                feature_indices: vec![3, 1000, 1919],
+                means: vec![0.5, 1.0, 2.0],
+                std_devs: vec![0.25, 2.0, 4.0],
+                coefficients: vec![1.0, -0.5, 0.25],
+                intercept: -0.2,
+            },
+            imaging_cutoff: 0.4,
+            clinical_model: Some(ClinicalModel {
+                intercept: -1.0,
+                variables: vec![
+                    variable("age", 18.0, 100.0, 0.02),
+                    variable("cea", 0.0, 500.0, 0.1),
+                ],
+            }),
+            integrated_model: Some(IntegratedModel {
+                intercept: -0.5,
+                rad_score_coefficient: 0.9,
+                variables: vec![variable("cea", 0.0, 500.0, 0.05)],
+            }),
+            training_aucs: ModelAucs {
+                imaging_train: 0.9,
+                ..ModelAucs::default()
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let signature = example();
+        let bytes = signature.to_bytes().unwrap();
+        assert_eq!(&bytes[..8], &MAGIC);
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
+        assert_eq!(Signature::from_bytes(&bytes).unwrap(), signature);
+    }
+
+    #[test]
+    fn bad_magic_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes[0] = b'X';
+        assert!(matches!(
+            Signature::from_bytes(&bytes),
+            Err(SignatureError::BadMagic)
+        ));
+        assert!(matches!(
+            Signature::from_bytes(&[]),
+            Err(SignatureError::BadMagic)
+        ));
+    }
+
+    #[test]
+    fn unknown_version_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes[8] = 9;
+        let error = Signature::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::UnsupportedVersion { found: 9, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_truncation_rejected() {
+        let bytes = example().to_bytes().unwrap();
+        for length in 0..bytes.len() {
+            assert!(
+                Signature::from_bytes(&bytes[..length]).is_err(),
+                "a file cut at {length} bytes was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_rejected() {
+        let mut bytes = example().to_bytes().unwrap();
+        bytes.push(0);
+        let error = Signature::from_bytes(&bytes).unwrap_err();
+        assert!(matches!(error, SignatureError::Corrupt(_)), "{error}");
+    }
+
+    #[test]
+    fn flipped_bytes_never_panic() {
+        let bytes = example().to_bytes().unwrap();
+        for position in 10..bytes.len() {
+            for flip in [0x01_u8, 0x80, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[position] ^= flip;
+                // Any outcome but a panic is acceptable: a flip inside a float still decodes.
+                let _ = Signature::from_bytes(&corrupt);
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_lengths_rejected() {
+        let mut signature = example();
+        signature.rad_score.means.pop();
+        let error = signature.to_bytes().unwrap_err();
+        assert!(matches!(error, SignatureError::Inconsistent(_)), "{error}");
+
+        let mut signature = example();
+        signature.rad_score.feature_indices[0] = 1920;
+        let error = signature.to_bytes().unwrap_err();
+        assert!(error.to_string().contains("1920"), "{error}");
+
+        let mut signature = example();
+        signature.rad_score.std_devs[1] = 0.0;
+        assert!(signature.to_bytes().is_err());
+    }
+
+    #[test]
+    fn rad_score_by_hand() {
+        let signature = example();
+        let mut features = vec![0.0_f32; 1920];
+        features[3] = 1.0;
+        features[1000] = 5.0;
+        features[1919] = 2.0;
+        // -0.2 + 1.0 * (1 - 0.5) / 0.25 - 0.5 * (5 - 1) / 2 + 0.25 * 0 = 0.8
+        let score = signature.rad_score(&features).unwrap();
+        assert!((score - 0.8).abs() < 1e-12, "{score}");
+        let probability = Signature::imaging_probability(score);
+        assert!((probability - 1.0 / (1.0 + (-0.8_f64).exp())).abs() < 1e-15);
+
+        let error = signature.rad_score(&features[..100]).unwrap_err();
+        assert!(matches!(
+            error,
+            SignatureError::FeatureLength {
+                found: 100,
+                expected: 1920
+            }
+        ));
+        features[1000] = f32::NAN;
+        let error = signature.rad_score(&features).unwrap_err();
+        assert!(matches!(
+            error,
+            SignatureError::NonFiniteFeature { index: 1000, .. }
+        ));
+    }
+
+    #[test]
+    fn missing_clinical_values_listed() {
+        let signature = example();
+        let values = BTreeMap::new();
+        let outcome = signature.clinical_probability(&values).unwrap().unwrap();
+        assert_eq!(
+            outcome,
+            ClinicalOutcome::Unavailable {
+                missing: vec!["age".to_string(), "cea".to_string()]
+            }
+        );
+        let outcome = signature
+            .integrated_probability(0.3, &values)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ClinicalOutcome::Unavailable {
+                missing: vec!["cea".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn clinical_values_scored_and_checked() {
+        let signature = example();
+        let mut values = BTreeMap::from([("age".to_string(), 60.0), ("cea".to_string(), 5.0)]);
+        let Some(ClinicalOutcome::Available { probability }) =
+            signature.integrated_probability(0.3, &values).unwrap()
+        else {
+            panic!("integrated model unavailable");
+        };
+        let eta: f64 = -0.5 + 0.9 * 0.3 + 0.05 * 5.0;
+        assert!((probability - 1.0 / (1.0 + (-eta).exp())).abs() < 1e-15);
+
+        values.insert("age".to_string(), 150.0);
+        let error = signature.clinical_probability(&values).unwrap_err();
+        assert!(error.to_string().contains("age = 150"), "{error}");
+        assert!(error.to_string().contains("[18, 100]"), "{error}");
+        values.insert("age".to_string(), f64::NAN);
+        assert!(signature.clinical_probability(&values).is_err());
+    }
+
+    #[test]
+    fn other_extractor_rejected() {
+        let signature = example();
+        assert!(signature.check_extractor(&"AB".repeat(32)).is_ok());
+        let error = signature.check_extractor(&"cd".repeat(32)).unwrap_err();
+        assert!(matches!(error, SignatureError::ExtractorMismatch { .. }));
+    }
+
+    #[test]
+    fn toml_export_readable() {
+        let text = example().to_toml().unwrap();
+        assert!(text.contains("feature_dimension = 1920"), "{text}");
+        assert!(text.contains("resize = \"squash\""), "{text}");
+        assert!(text.contains("[rad_score]"), "{text}");
+    }
+}
