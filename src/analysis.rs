@@ -225,7 +225,7 @@ fn warn_unused_clinical(
 /// Decides whether the TIC behind the peak frame can be trusted.
 fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
     let report = &tic.analysis.report;
-    let fit_r2 = report.fit.as_ref().map(|fit| fit.r2);
+    let fit_r2 = report.fit.as_ref().and_then(|fit| fit.r2);
     let flagged = report.frames.saturating_sub(report.unflagged_frames);
     let flagged_fraction = if report.frames > 0 {
         flagged as f64 / report.frames as f64

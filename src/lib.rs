@@ -5,9 +5,11 @@
 //! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
 
+pub mod analysis;
 pub mod extractor;
 pub mod frame;
 pub mod geometry;
+pub mod heatmap;
 pub mod layout;
 pub mod npy;
 pub mod overlay;

@@ -25,7 +25,8 @@ pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Resize mode that turns the ROI into a square.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResizeMode {
     /// Stretch the ROI to 224x224, ignoring its aspect ratio.
     #[default]

@@ -65,15 +65,7 @@ pub enum SignatureError {
     Encode(String),
 }
 
-/// Resize of a frame region to the network's square input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResizeMode {
-    /// Scale each axis independently to the input size (aspect ratio not kept).
-    Squash,
-    /// Scale the shorter side to the input size and cut the centre square.
-    Crop,
-}
+pub use crate::preprocess::ResizeMode;
 
 /// Preprocessing of the feature extractor's input, recorded so that scoring uses the same
 /// settings as fitting.
@@ -170,6 +162,8 @@ pub struct Signature {
     pub rad_score: RadScore,
     /// Youden cut-off on the imaging probability: positive when probability >= it.
     pub imaging_cutoff: f64,
+    /// Youden cut-off on the integrated model's probability, when that model exists.
+    pub integrated_cutoff: Option<f64>,
     pub clinical_model: Option<ClinicalModel>,
     pub integrated_model: Option<IntegratedModel>,
     pub training_aucs: ModelAucs,
@@ -267,6 +261,19 @@ impl Signature {
     /// out.
     pub fn to_toml(&self) -> Result<String, SignatureError> {
         toml::to_string_pretty(self).map_err(|e| SignatureError::Encode(e.to_string()))
+    }
+
+    /// Computes the SHA-256 (lowercase hex) of the signature's file encoding.
+    pub fn sha256(&self) -> Result<String, SignatureError> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.to_bytes()?);
+        Ok(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// Returns the cut-off on the integrated probability, falling back to the imaging
+    /// cut-off for a signature without an integrated model.
+    pub fn integrated_cutoff(&self) -> f64 {
+        self.integrated_cutoff.unwrap_or(self.imaging_cutoff)
     }
 
     /// Rejects a feature extractor other than the one the signature was fitted with.

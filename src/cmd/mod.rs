@@ -1,6 +1,10 @@
 //! One module per subcommand: each has its clap `Args` and a `run` function.
 
+mod analyze;
+mod clinical;
+mod demo;
 mod infer;
+mod models;
 mod inspect;
 mod phantom;
 mod tic;
@@ -17,6 +21,10 @@ pub enum Command {
     Phantom(phantom::Args),
     /// Run the DenseNet-201 feature extractor on a tensor or an image.
     Infer(infer::Args),
+    /// Analyse one recorded exam: TIC, peak frame, deep features, risk and overlay.
+    Analyze(analyze::Args),
+    /// Analyse a generated phantom exam with the bundled demo model and signature.
+    Demo(demo::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -25,5 +33,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Tic(args) => tic::run(args),
         Command::Phantom(args) => phantom::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -1,0 +1,69 @@
+//! The feature extractor and signature a scoring command loads, with their default paths.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use ceus_edge::extractor::{Extractor, LoadOptions};
+use ceus_edge::signature::Signature;
+
+/// File name of the bundled int8 extractor inside the models folder.
+pub const DEFAULT_MODEL: &str = "densenet201-int8.onnx";
+/// File name of the bundled demo signature inside the models folder.
+pub const DEFAULT_SIGNATURE: &str = "demo-signature.bin";
+
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Feature extractor (ONNX, with its manifest beside it as FILE.toml). Default: the
+    /// bundled demo extractor in the models folder.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+
+    /// Signature file written by `ceus-edge train`. Default: the bundled demo signature.
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+
+    /// Threads for the feature extractor.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+}
+
+impl ModelArgs {
+    /// Loads the extractor and the signature and checks that they belong together.
+    pub fn load(&self) -> anyhow::Result<(Extractor, Signature)> {
+        let model = self
+            .model
+            .clone()
+            .unwrap_or_else(|| models_dir().join(DEFAULT_MODEL));
+        let signature_path = self
+            .signature
+            .clone()
+            .unwrap_or_else(|| models_dir().join(DEFAULT_SIGNATURE));
+
+        let signature = Signature::load(&signature_path)
+            .with_context(|| format!("cannot load signature {}", signature_path.display()))?;
+        let options = LoadOptions {
+            threads: usize::from(self.threads),
+            ..LoadOptions::default()
+        };
+        let extractor = Extractor::load(&model, &options)
+            .with_context(|| format!("cannot load feature extractor {}", model.display()))?;
+        signature
+            .check_extractor(extractor.sha256())
+            .with_context(|| format!("signature {} does not fit {}", signature_path.display(), model.display()))?;
+        Ok((extractor, signature))
+    }
+}
+
+/// The models folder: `CEUS_EDGE_MODELS` when set, else `models/` in the working directory
+/// when present, else the source tree's `models/` (for `cargo run` from anywhere).
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CEUS_EDGE_MODELS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let local = PathBuf::from("models");
+    if local.join(DEFAULT_MODEL).exists() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
