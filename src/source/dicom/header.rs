@@ -31,15 +31,21 @@ pub enum PixelEncoding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Photometric {
     /// Grey, the minimum sample is white.
+    #[serde(rename = "MONOCHROME1")]
     Monochrome1,
     /// Grey, the minimum sample is black.
+    #[serde(rename = "MONOCHROME2")]
     Monochrome2,
+    #[serde(rename = "RGB")]
     Rgb,
     /// Full-range Y, Cb, Cr for every pixel.
+    #[serde(rename = "YBR_FULL")]
     YbrFull,
     /// Full-range Y for every pixel, Cb and Cr shared by each horizontal pair.
+    #[serde(rename = "YBR_FULL_422")]
     YbrFull422,
     /// One index per pixel into the red, green and blue palette lookup tables.
+    #[serde(rename = "PALETTE COLOR")]
     PaletteColor,
 }
 

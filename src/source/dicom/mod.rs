@@ -81,6 +81,12 @@ impl DicomSource {
         let uid = meta.transfer_syntax().to_string();
         let (syntax, encoding) = header::classify_transfer_syntax(&uid)?;
 
+        // Locating Pixel Data first also checks every element length against the file size,
+        // before dicom-object allocates values from those lengths.
+        let file_for_walk = file.try_clone().map_err(|e| SourceError::io(path, e))?;
+        let pixel_data =
+            pixeldata::locate_pixel_data(file_for_walk, file_len, dataset_offset, &uid)?;
+
         let object = read_header_object(&mut file, meta_offset)?;
         let header = header::parse_header(&object, syntax, encoding, options)?;
         let big_endian = matches!(encoding, PixelEncoding::Native { big_endian: true });
@@ -90,8 +96,6 @@ impl DicomSource {
         };
         drop(object);
 
-        let file_for_walk = file.try_clone().map_err(|e| SourceError::io(path, e))?;
-        let pixel_data = pixeldata::locate_pixel_data(file_for_walk, dataset_offset, &uid)?;
         let fragments = match encoding {
             PixelEncoding::Native { .. } => {
                 check_native_length(&header, &pixel_data, file_len)?;

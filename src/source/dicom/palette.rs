@@ -71,6 +71,15 @@ impl Palette {
             layout = Some(descriptor);
             *table = read_table(object, channel, descriptor, big_endian)?;
         }
+        let lengths = tables.each_ref().map(Vec::len);
+        if lengths[0] == 0 || lengths.iter().any(|&len| len != lengths[0]) {
+            return Err(SourceError::Malformed(format!(
+                "palette tables have {} red, {} green and {} blue entries: they must be equal \
+                 and not empty",
+                lengths[0], lengths[1], lengths[2]
+            )));
+        }
+
         let (_, first_mapped, bits) = layout.unwrap_or_default();
         Ok(Palette {
             first_mapped,
@@ -81,6 +90,7 @@ impl Palette {
 
     /// The 16-bit-precision colour of pixel value `value`. Values below the first mapped
     /// value take entry 0 and values past the table take the last entry (PS3.3 C.7.6.3.1.5).
+    /// [`Palette::from_header`] guarantees three tables of one non-zero length.
     pub fn lookup(&self, value: i32) -> [u16; 3] {
         let last = self.tables[0].len().saturating_sub(1);
         let index =

@@ -27,8 +27,13 @@ pub struct PixelDataElement {
 
 /// Finds the top-level Pixel Data element by walking the data set from `dataset_offset`,
 /// skipping every value without reading it into memory.
+///
+/// The walk also rejects any element whose declared length runs past the end of the file
+/// (`file_len` bytes). Parsing the header in memory afterwards therefore allocates no more
+/// than the file's size for any value, whatever a damaged length field says.
 pub fn locate_pixel_data(
     file: File,
+    file_len: u64,
     dataset_offset: u64,
     transfer_syntax_uid: &str,
 ) -> Result<PixelDataElement, SourceError> {
@@ -66,6 +71,17 @@ pub fn locate_pixel_data(
             | LazyDataToken::ItemStart { .. }
             | LazyDataToken::PixelSequenceStart => depth += 1,
             LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::LazyValue { header, decoder } => {
+                check_value_fits(
+                    header.tag(),
+                    header.length().0,
+                    decoder.position(),
+                    file_len,
+                )?;
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                check_value_fits(ITEM, *len, decoder.position(), file_len)?;
+            }
             _ => {}
         }
         // Values are skipped, not read: only their position matters here.
@@ -83,6 +99,22 @@ pub fn locate_pixel_data(
         length,
         vr,
     })
+}
+
+fn check_value_fits(
+    tag: Tag,
+    length: u32,
+    position: u64,
+    file_len: u64,
+) -> Result<(), SourceError> {
+    let remaining = file_len.saturating_sub(position);
+    if u64::from(length) > remaining {
+        return Err(SourceError::Malformed(format!(
+            "element {tag} at byte {position} declares {length} bytes but only {remaining} \
+             remain in the file"
+        )));
+    }
+    Ok(())
 }
 
 fn malformed_data_set(error: &dyn std::error::Error) -> SourceError {
