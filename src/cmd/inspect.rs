@@ -150,7 +150,7 @@ fn dicom_report(
 }
 
 /// Opens the file, falling back to a nominal rate when it carries no timing so the rest of
-/// the header can still be shown. The flag says the timing was missing.
+/// the header can still be shown. The flag is true when the timing was missing.
 fn open_dicom(path: &Path) -> anyhow::Result<(DicomSource, bool)> {
     let context = || format!("cannot open {}", path.display());
     match DicomSource::open(path, &OpenOptions::default()) {

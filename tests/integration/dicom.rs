@@ -348,6 +348,11 @@ fn real_files_match_pydicom() {
         {
             let raw = raw(&mut source, index as u64);
             check_frame(name, index, &raw, frame, lossy, source.palette());
+            if let Some(expected_rgb) = frame.get("display_rgb") {
+                let mut display = Frame::empty();
+                assert!(source.read_frame_at(index as u64, &mut display).unwrap());
+                check_display_rgb(name, index, &display, expected_rgb);
+            }
         }
     }
 }
@@ -410,6 +415,24 @@ fn check_frame(
             json_u16s(&sample[2]),
             "{name} pixel ({x}, {y})"
         );
+    }
+}
+
+/// Checks the RGB frame of a YBR file against pydicom's conversion, which uses the same
+/// PS3.3 coefficients and rounding, so the values must be equal.
+fn check_display_rgb(name: &str, index: usize, frame: &Frame, expected: &Value) {
+    assert_eq!(frame.format, PixelFormat::Rgb8, "{name}");
+    for sample in expected.as_array().unwrap() {
+        let x = sample[0].as_u64().unwrap() as usize;
+        let y = sample[1].as_u64().unwrap() as usize;
+        let offset = y * frame.stride() + 3 * x;
+        for (c, &want) in json_u16s(&sample[2]).iter().enumerate() {
+            let actual = u16::from(frame.data[offset + c]);
+            assert_eq!(
+                actual, want,
+                "{name} frame {index} pixel ({x}, {y}) channel {c}"
+            );
+        }
     }
 }
 

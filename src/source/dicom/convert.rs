@@ -36,7 +36,7 @@ pub struct RawFrame {
 }
 
 impl RawFrame {
-    /// An empty frame to hand to [`super::DicomSource::read_raw_frame`].
+    /// Creates an empty frame to hand to [`super::DicomSource::read_raw_frame`].
     pub fn empty() -> RawFrame {
         RawFrame {
             index: 0,
@@ -63,7 +63,7 @@ impl RawFrame {
     }
 }
 
-/// How stored bytes are laid out, from the header and the codec that produced them.
+/// Layout of stored bytes, from the header and the codec that produced them.
 #[derive(Clone, Copy, Debug)]
 pub struct StoredLayout {
     pub big_endian: bool,
@@ -75,8 +75,8 @@ pub struct StoredLayout {
 
 /// Turns the bytes of one frame into raw samples in `out`.
 ///
-/// `bytes` holds at least the frame's samples; the header has been validated so the
-/// sizes agree (the caller checks the length before calling).
+/// `bytes` contains at least the frame's samples, because the header was validated and
+/// the reader checked the length of what it read.
 pub fn unpack_samples(
     header: &DicomHeader,
     layout: StoredLayout,
@@ -229,7 +229,7 @@ fn sample_at(samples: &RawSamples, i: usize) -> u16 {
     }
 }
 
-/// The stored bit pattern as a number, sign-extended from `bits` when `signed`.
+/// Converts a stored bit pattern to a number, sign-extended from `bits` when `signed`.
 pub fn signed_value(stored: u16, bits: u16, signed: bool) -> i32 {
     let value = i32::from(stored);
     if signed && bits > 0 && value & (1 << (bits - 1)) != 0 {

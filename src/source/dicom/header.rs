@@ -16,7 +16,7 @@ pub struct TransferSyntaxName {
     pub name: String,
 }
 
-/// How the pixel data of a file is stored.
+/// Storage of the pixel data of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelEncoding {
     /// Uncompressed samples.
@@ -50,7 +50,7 @@ pub enum Photometric {
 }
 
 impl Photometric {
-    /// The defined term of PS3.3 C.7.6.3.1.2.
+    /// Returns the defined term of PS3.3 C.7.6.3.1.2.
     pub fn as_str(self) -> &'static str {
         match self {
             Photometric::Monochrome1 => "MONOCHROME1",
@@ -165,7 +165,7 @@ pub struct ProtectedHealthInformation {
     pub attributes: Vec<(&'static str, String)>,
 }
 
-/// What a DICOM file declares about its images, validated for decoding.
+/// Image attributes a DICOM file declares, validated for decoding.
 #[derive(Clone, Debug, Serialize)]
 pub struct DicomHeader {
     pub transfer_syntax: TransferSyntaxName,
@@ -409,7 +409,7 @@ fn required_uint(object: &InMemDicomObject, tag: Tag, name: &str) -> Result<u16,
     optional_uint(object, tag)?.ok_or_else(|| missing(name, tag))
 }
 
-/// The first value of an unsigned short attribute, `None` when absent or empty.
+/// Reads the first value of an unsigned short attribute, `None` when absent or empty.
 pub(super) fn optional_uint(
     object: &InMemDicomObject,
     tag: Tag,
@@ -427,7 +427,7 @@ pub(super) fn optional_uint(
     })
 }
 
-/// The value of a text attribute without padding, `None` when absent or empty.
+/// Reads a text attribute without padding, `None` when absent or empty.
 pub(super) fn optional_string(
     object: &InMemDicomObject,
     tag: Tag,

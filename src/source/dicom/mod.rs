@@ -57,11 +57,14 @@ pub struct DicomSource {
 impl DicomSource {
     /// Opens `path`, reads its header and locates its frames without decoding any.
     ///
-    /// Errors: [`SourceError::Io`] when the file cannot be read, [`SourceError::Malformed`]
-    /// for an invalid header or pixel data shorter than the header implies,
-    /// [`SourceError::Unsupported`] for a transfer syntax or sample layout this reader does
-    /// not decode, [`SourceError::Limit`] for sizes beyond `options.limits`, and
-    /// [`SourceError::MissingTiming`] for several frames without timing or `options.fps`.
+    /// Errors:
+    /// - [`SourceError::Io`] when the file cannot be read,
+    /// - [`SourceError::Malformed`] for an invalid header or pixel data shorter than the
+    ///   header implies,
+    /// - [`SourceError::Unsupported`] for a transfer syntax or sample layout this reader does
+    ///   not decode,
+    /// - [`SourceError::Limit`] for sizes beyond `options.limits`,
+    /// - [`SourceError::MissingTiming`] for several frames without timing or `options.fps`.
     pub fn open(path: &Path, options: &OpenOptions) -> Result<DicomSource, SourceError> {
         let mut file = File::open(path).map_err(|e| SourceError::io(path, e))?;
         let file_len = file.metadata().map_err(|e| SourceError::io(path, e))?.len();
@@ -156,12 +159,13 @@ impl DicomSource {
         })
     }
 
-    /// The validated header: sizes, sample layout, timing, ultrasound regions and PHI.
+    /// Returns the validated header: sizes, sample layout, timing, ultrasound regions and
+    /// PHI.
     pub fn header(&self) -> &DicomHeader {
         &self.header
     }
 
-    /// The palette lookup tables of a PALETTE COLOR image, at full precision.
+    /// Returns the palette lookup tables of a PALETTE COLOR image, at full precision.
     pub fn palette(&self) -> Option<&Palette> {
         self.palette.as_ref()
     }
@@ -313,6 +317,7 @@ impl DicomSource {
             * self.header.columns as usize
             * usize::from(self.header.samples_per_pixel);
         decoder.set_max_decoding_buffer_size(expected_len.max(1));
+
         decoder.read_info().map_err(|e| malformed(e.to_string()))?;
         let info = decoder
             .info()
@@ -332,6 +337,7 @@ impl DicomSource {
                 self.header.samples_per_pixel
             )));
         }
+
         self.decoded = decoder.decode().map_err(|e| malformed(e.to_string()))?;
         if self.decoded.len() != expected_len {
             return Err(malformed(format!(
@@ -446,7 +452,7 @@ fn frame_error(index: u64, error: SourceError) -> SourceError {
     SourceError::Malformed(format!("frame {index}: {error}"))
 }
 
-/// An error and its sources on one line.
+/// Joins an error and its sources on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();

@@ -1,5 +1,5 @@
-//! Where the frames of a DICOM file lie: the Pixel Data (7FE0,0010) element's position and,
-//! for encapsulated transfer syntaxes, the fragments of each frame (PS3.5 A.4).
+//! Frame locations in a DICOM file: the Pixel Data (7FE0,0010) element's position and, for
+//! encapsulated transfer syntaxes, the fragments of each frame (PS3.5 A.4).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -30,7 +30,7 @@ pub struct PixelDataElement {
 ///
 /// The walk also rejects any element whose declared length runs past the end of the file
 /// (`file_len` bytes). Parsing the header in memory afterwards therefore allocates no more
-/// than the file's size for any value, whatever a damaged length field says.
+/// than the file's size for any value, even when a length field is damaged.
 pub fn locate_pixel_data(
     file: File,
     file_len: u64,
@@ -151,9 +151,13 @@ const MAX_FRAGMENTS_PER_FRAME: u64 = 256;
 /// Walks the items of an encapsulated element starting at `value_offset` (the Basic Offset
 /// Table item first) and assigns fragments to `frames` frames.
 ///
-/// The rules, in order: the Basic Offset Table when it is not empty; one fragment per frame
-/// when the counts match; all fragments for a single frame; for JPEG, fragments up to one
-/// that ends with an EOI marker. Anything else is [`SourceError::Malformed`].
+/// The first rule that applies decides:
+/// 1. a non-empty Basic Offset Table gives the first fragment of each frame,
+/// 2. one fragment per frame when the counts match,
+/// 3. all fragments for a single frame,
+/// 4. for JPEG, each frame ends with the fragment that ends with an EOI marker.
+///
+/// Anything else is [`SourceError::Malformed`].
 pub fn index_fragments(
     file: &mut File,
     value_offset: u64,

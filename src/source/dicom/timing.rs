@@ -31,8 +31,8 @@ impl FrameTiming {
     /// Frame Increment Pointer (0028,0009) names, else Frame Time (0018,1063), Frame Time
     /// Vector (0018,1065) or Cine Rate (0018,0040), in that order.
     ///
-    /// A Frame Time Vector holds the increments from frame to frame in ms, its first value
-    /// being the time of frame 0, so frame `i` is shown at the sum of values `0..=i`.
+    /// A Frame Time Vector contains the increments from frame to frame in ms, and its first
+    /// value is the time of frame 0, so frame `i` is shown at the sum of values `0..=i`.
     ///
     /// Errors: [`SourceError::MissingTiming`] when `frames > 1` and no timing is found,
     /// [`SourceError::Malformed`] for a non-positive or non-finite value or a vector whose
@@ -106,7 +106,7 @@ impl FrameTiming {
     }
 }
 
-/// The timing attributes to try, the one Frame Increment Pointer names first.
+/// Lists the timing attributes to try, the one Frame Increment Pointer names first.
 fn timing_attribute_order(object: &InMemDicomObject) -> Vec<Tag> {
     let mut order = vec![tags::FRAME_TIME, tags::FRAME_TIME_VECTOR, tags::CINE_RATE];
     let pointer = object
