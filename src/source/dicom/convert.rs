@@ -88,6 +88,20 @@ pub fn unpack_samples(
     let shift = header.high_bit + 1 - header.bits_stored;
     let mask = ((1u32 << header.bits_stored) - 1) as u16;
 
+    // Fast path for the usual ultrasound layout: whole 8-bit interleaved samples are copied
+    // into the buffer of the previous frame.
+    let plain_8_bit = header.bits_allocated == 8 && header.bits_stored == 8 && shift == 0;
+    if plain_8_bit && !layout.planar && !layout.subsampled_422 {
+        let len = (pixels * samples_per_pixel).min(bytes.len());
+        if let RawSamples::U8(samples) = out {
+            samples.clear();
+            samples.extend_from_slice(&bytes[..len]);
+        } else {
+            *out = RawSamples::U8(bytes[..len].to_vec());
+        }
+        return;
+    }
+
     let mut values: Vec<u16> = match header.bits_allocated {
         8 => bytes.iter().map(|&b| u16::from(b)).collect(),
         _ => bytes
