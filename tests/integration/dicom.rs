@@ -203,6 +203,38 @@ fn palette_variants_give_lut_colours() {
 }
 
 #[test]
+fn palette_8_bit_entries_and_offset() {
+    let expected = synthetic();
+    let indices = json_u16s(&expected["palette8_indices"]);
+    let rgb: Vec<Vec<u16>> = expected["palette8_rgb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(json_u16s)
+        .collect();
+    for name in ["palette8_bytes.dcm", "palette8_words.dcm"] {
+        let mut source = open(&fixture(name));
+        let palette = source.palette().expect("a palette").clone();
+        assert_eq!(palette.bits, 8, "{name}");
+        assert_eq!(palette.first_mapped, 10, "{name}");
+        for (pixel, &index) in indices.iter().enumerate() {
+            let colour = palette.lookup(i32::from(index));
+            assert_eq!(colour.to_vec(), rgb[pixel], "{name}: pixel {pixel}");
+        }
+
+        let frame = read_all(&mut source).remove(0);
+        assert_eq!(frame.format, PixelFormat::Rgb8, "{name}");
+        for (pixel, expected) in rgb.iter().enumerate() {
+            let displayed: Vec<u16> = frame.data[3 * pixel..3 * pixel + 3]
+                .iter()
+                .map(|&v| u16::from(v))
+                .collect();
+            assert_eq!(&displayed, expected, "{name}: pixel {pixel}");
+        }
+    }
+}
+
+#[test]
 fn frame_time_vector_is_cumulative() {
     let expected = synthetic();
     let expected: Vec<f64> = expected["frame_time_vector_s"]
