@@ -184,9 +184,12 @@ pub fn index_fragments(
             )));
         }
         if u64::from(length) > file_len.saturating_sub(position) {
+            // Item 0 is the Basic Offset Table, so fragments count from item 1.
+            let item = fragments.len() + usize::from(offset_table.is_some());
             return Err(SourceError::Malformed(format!(
-                "pixel data is truncated: the fragment at byte {} declares {length} bytes \
-                 but the file ends at byte {file_len}",
+                "pixel data is truncated inside item {item} (fragment {}): it starts at byte \
+                 {} and declares {length} bytes but the file ends at byte {file_len}",
+                item.saturating_sub(1),
                 position - 8
             )));
         }
