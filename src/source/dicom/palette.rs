@@ -289,7 +289,9 @@ fn expand_segments(
                     return Err("the first segment is an indirect segment".to_string());
                 }
                 // The offset is two words, least significant first, counted in words
-                // from the start of the data (as pydicom 3.0 reads it).
+                // from the start of the data (as pydicom 3.0.2 reads it).
+                // NOTE: only the synthetic fixtures have indirect segments; no real file
+                // here uses one, so this reading is untested against a scanner's output.
                 let offset = usize::from(code(i)?) | usize::from(code(i + 1)?) << 16;
                 i += 2;
                 expand_segments(codes, offset, Some(length), table, depth + 1)?;

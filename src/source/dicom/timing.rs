@@ -36,7 +36,8 @@ impl FrameTiming {
     ///
     /// Errors: [`SourceError::MissingTiming`] when `frames > 1` and no timing is found,
     /// [`SourceError::Malformed`] for a non-positive or non-finite value or a vector whose
-    /// length is not `frames`.
+    /// length is not `frames`. A single frame with invalid timing gets
+    /// [`TimingSource::SingleFrame`] instead, because it has no time axis.
     pub fn from_header(
         object: &InMemDicomObject,
         frames: u64,
@@ -55,8 +56,14 @@ impl FrameTiming {
         }
 
         for tag in timing_attribute_order(object) {
-            if let Some(timing) = timing_from_attribute(object, tag, frames)? {
-                return Ok(timing);
+            match timing_from_attribute(object, tag, frames) {
+                Ok(Some(timing)) => return Ok(timing),
+                Ok(None) => {}
+                // A single frame has no time axis, so a bad timing value does not matter.
+                Err(error) if frames <= 1 => {
+                    log::debug!("ignoring the timing of a single frame: {error}");
+                }
+                Err(error) => return Err(error),
             }
         }
 
@@ -269,6 +276,10 @@ mod tests {
         let timing = FrameTiming::from_header(&object(vec![]), 1, None).unwrap();
         assert_eq!(timing.source, TimingSource::SingleFrame);
         assert_eq!(timing.time_of(0), 0.0);
+
+        let zero = object(vec![(tags::FRAME_TIME, VR::DS, text("0"))]);
+        let timing = FrameTiming::from_header(&zero, 1, None).unwrap();
+        assert_eq!(timing.source, TimingSource::SingleFrame);
 
         let error = FrameTiming::from_header(&object(vec![]), 2, None).unwrap_err();
         assert!(matches!(error, SourceError::MissingTiming(_)), "{error}");
