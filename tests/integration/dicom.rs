@@ -724,3 +724,40 @@ fn damaged_real_files_fail_cleanly() {
         check_damaged_file(dir.path(), &data.join(name), &mut rng);
     }
 }
+
+/// Searches longer for panics with random byte changes, through the library only. Run it
+/// on demand: `CEUS_DICOM_FLIPS=20000 cargo test --test integration many_bit_flips -- --ignored`.
+#[test]
+#[ignore = "slow: thousands of damaged files"]
+fn many_bit_flips_never_panic() {
+    use rand::{Rng, SeedableRng};
+
+    let flips: usize = std::env::var("CEUS_DICOM_FLIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xF11F);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    if let Some(data) = real_data() {
+        paths.push(data.join("pydicom/SC_rgb_rle_2frame.dcm"));
+        paths.push(data.join("pydicom/ExplVR_BigEnd.dcm"));
+    }
+
+    for path in &paths {
+        let bytes = std::fs::read(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        for trial in 0..flips / paths.len() {
+            let mut flipped = bytes.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..flipped.len());
+                flipped[at] = rng.random();
+            }
+            check_damaged_library(dir.path(), &flipped, &format!("{name} trial {trial}"));
+        }
+    }
+}

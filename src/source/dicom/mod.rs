@@ -9,6 +9,7 @@ mod convert;
 mod header;
 mod palette;
 mod pixeldata;
+mod regions;
 mod rle;
 mod timing;
 
@@ -22,10 +23,10 @@ use dicom_object::{FileMetaTable, InMemDicomObject, OpenFileOptions};
 
 pub use convert::{RawFrame, RawSamples};
 pub use header::{
-    DicomHeader, Photometric, PixelEncoding, ProtectedHealthInformation, TransferSyntaxName,
-    UltrasoundRegion, Window,
+    DicomHeader, Photometric, PixelEncoding, ProtectedHealthInformation, TransferSyntaxName, Window,
 };
 pub use palette::Palette;
+pub use regions::UltrasoundRegion;
 pub use timing::FrameTiming;
 
 use convert::{DisplayMap, StoredLayout};
