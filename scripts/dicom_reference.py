@@ -6,7 +6,8 @@ It writes tests/fixtures/dicom/reference.json, which tests/integration/dicom.rs 
 the Rust decoder against. For each file and frame it stores the mean of each channel of
 pydicom's `pixel_array` (RGB for YBR data, palette indices before the LUT) and the samples
 at a fixed grid of pixels. For PALETTE COLOR files it also stores the LUT colours at those
-pixels, at the LUT's full precision, from `apply_color_lut`.
+pixels, at the LUT's full precision, from `apply_color_lut`. Uncompressed YBR files keep
+their YBR samples (`as_rgb=False`) and add pydicom's RGB conversion of them.
 """
 
 import json
@@ -25,6 +26,7 @@ FILES = [
     "pydicom/ExplVR_BigEnd.dcm",
     "pydicom/SC_rgb_rle_16bit_2frame.dcm",
     "pydicom/SC_rgb_rle_2frame.dcm",
+    "pydicom/SC_ybr_full_422_uncompressed.dcm",
     "pydicom/examples_palette.dcm",
     "pydicom/examples_rgb_color.dcm",
     "pydicom/examples_ybr_color.dcm",
@@ -32,6 +34,7 @@ FILES = [
     "pydicom-data/OBXXXX1A_2frame.dcm",
     "pydicom-data/OBXXXX1A_expb_2frame.dcm",
     "pydicom-data/OBXXXX1A_rle_2frame.dcm",
+    "pydicom-data/SC_ybr_full_uncompressed.dcm",
     "pydicom-data/US1_UNCR.dcm",
     "pydicom-data/color-pl.dcm",
     "pydicom-data/color-px.dcm",
@@ -73,8 +76,8 @@ def little_endian_luts(ds):
             ds[keyword].value = words.astype("<u2").tobytes()
 
 
-def frame_reference(ds, frame, points):
-    """Means and sampled values of one decoded frame."""
+def frame_reference(ds, frame, points, rgb=None):
+    """Means and sampled values of one decoded frame, and of its RGB form when given."""
     samples = frame if frame.ndim == 3 else frame[..., np.newaxis]
     entry = {
         "mean": [float(samples[..., c].mean()) for c in range(samples.shape[-1])],
@@ -82,6 +85,8 @@ def frame_reference(ds, frame, points):
             [x, y, [int(v) for v in samples[y, x]]] for (x, y) in points
         ],
     }
+    if rgb is not None:
+        entry["display_rgb"] = [[x, y, [int(v) for v in rgb[y, x]]] for (x, y) in points]
     if ds.PhotometricInterpretation == "PALETTE COLOR":
         rgb = apply_color_lut(frame, ds)
         entry["palette_rgb"] = [[x, y, [int(v) for v in rgb[y, x]]] for (x, y) in points]
@@ -94,9 +99,15 @@ def file_reference(path):
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     points = grid_points(ds.Rows, ds.Columns)
     entries = []
+    native_ybr = ds.PhotometricInterpretation.startswith("YBR") and not ds.file_meta.TransferSyntaxUID.is_compressed
     for index in range(min(frames, MAX_FRAMES)):
-        frame = pixel_array(ds, index=index)
-        entries.append(frame_reference(ds, frame, points))
+        if native_ybr:
+            frame = pixel_array(ds, index=index, as_rgb=False)
+            rgb = pixel_array(ds, index=index, as_rgb=True)
+            entries.append(frame_reference(ds, frame, points, rgb))
+        else:
+            frame = pixel_array(ds, index=index)
+            entries.append(frame_reference(ds, frame, points))
     return {
         "frames": frames,
         "rows": int(ds.Rows),

@@ -22,6 +22,7 @@ pydicom_files=(
     ExplVR_BigEnd.dcm
     SC_rgb_rle_16bit_2frame.dcm
     SC_rgb_rle_2frame.dcm
+    SC_ybr_full_422_uncompressed.dcm
     examples_jpeg2k.dcm
     examples_palette.dcm
     examples_rgb_color.dcm
@@ -35,6 +36,7 @@ pydicom_data_files=(
     OBXXXX1A_2frame.dcm
     OBXXXX1A_expb_2frame.dcm
     OBXXXX1A_rle_2frame.dcm
+    SC_ybr_full_uncompressed.dcm
     US1_J2KR.dcm
     US1_UNCR.dcm
     color-pl.dcm

@@ -115,14 +115,14 @@ def make_rle(expected):
     rgb = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
     ds = new_dataset(ExplicitVRLittleEndian, 2, 2, "RGB", 3, 8)
     ds.PixelData = rgb.tobytes()
-    ds.compress(RLELossless, rgb, encoding_plugin="pydicom")
+    ds.compress(RLELossless, rgb, encoding_plugin="pydicom", generate_instance_uid=False)
     save(ds, "rle_rgb_2x2.dcm")
     expected["rle_rgb_2x2"] = rgb.reshape(-1, 3).tolist()
 
     grey = np.array([[0x0102, 0x0304], [0xFFFF, 0x0000]], dtype=np.uint16)
     ds = new_dataset(ExplicitVRLittleEndian, 2, 2, "MONOCHROME2", 1, 16)
     ds.PixelData = grey.tobytes()
-    ds.compress(RLELossless, grey, encoding_plugin="pydicom")
+    ds.compress(RLELossless, grey, encoding_plugin="pydicom", generate_instance_uid=False)
     save(ds, "rle_mono16_2x2.dcm")
     expected["rle_mono16_2x2"] = grey.reshape(-1).tolist()
 
@@ -230,6 +230,46 @@ def make_palettes(expected):
     ]
 
 
+def make_palettes_8_bit(expected):
+    """8-bit entries, packed one byte per entry or one word per entry, with the first
+    mapped value at 10 so lower indices take entry 0."""
+    indices = np.array([[0, 9, 10, 11], [100, 200, 254, 255]], dtype=np.uint8)
+    first_mapped = 10
+    tables = {
+        "Red": [(7 * i + 3) % 256 for i in range(256)],
+        "Green": [255 - i for i in range(256)],
+        "Blue": [(i * i) % 256 for i in range(256)],
+    }
+    for packing in ["bytes", "words"]:
+        ds = new_dataset(ExplicitVRLittleEndian, 2, 4, "PALETTE COLOR", 1, 8)
+        for colour, table in tables.items():
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, first_mapped, 8])
+            keyword = f"{colour}PaletteColorLookupTableData"
+            if packing == "bytes":
+                data = bytes(table)
+            else:
+                data = struct.pack(f"<{len(table)}H", *table)
+            setattr(ds, keyword, data)
+            ds[keyword].VR = "OW"
+        ds.PixelData = indices.tobytes()
+        ds["PixelData"].VR = "OB"
+        name = f"palette8_{packing}.dcm"
+        save(ds, name)
+
+        check = pydicom.dcmread(OUT / name)
+        rgb = apply_color_lut(pixel_array(check), check)
+        for channel, colour in enumerate(["Red", "Green", "Blue"]):
+            lut = np.array(tables[colour])
+            positions = np.clip(indices.astype(int) - first_mapped, 0, 255)
+            assert (rgb[..., channel] == lut[positions]).all(), f"{name}: {colour} differs"
+
+    positions = np.clip(indices.reshape(-1).astype(int) - first_mapped, 0, 255)
+    expected["palette8_indices"] = indices.reshape(-1).tolist()
+    expected["palette8_rgb"] = [
+        [tables[c][p] for c in ["Red", "Green", "Blue"]] for p in positions
+    ]
+
+
 def make_timing_cases(expected):
     frames = np.arange(5 * 4 * 4, dtype=np.uint8).reshape(5, 4, 4)
     ds = new_dataset(ExplicitVRLittleEndian, 4, 4, "MONOCHROME2", 1, 8, frames=5)
@@ -279,6 +319,7 @@ def main():
     make_jpeg_red_blue(expected)
     make_rle(expected)
     make_palettes(expected)
+    make_palettes_8_bit(expected)
     make_timing_cases(expected)
     make_bad_headers()
     make_monochrome1(expected)

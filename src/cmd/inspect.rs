@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ceus_edge::frame::Frame;
 use ceus_edge::source::dicom::{DicomHeader, DicomSource, UltrasoundRegion};
-use ceus_edge::source::{self, OpenOptions, SourceError, SourceInfo, TimingSource};
+use ceus_edge::source::{self, FrameSource, OpenOptions, SourceError, SourceInfo, TimingSource};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]
@@ -20,16 +21,32 @@ pub struct Args {
     /// Print one JSON object instead of aligned text.
     #[arg(long)]
     json: bool,
+
+    /// Also decode every frame, to check that the whole file is readable.
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let report = if is_dicom(&args.file)? {
-        dicom_report(&args.file, args.show_phi)?
+    let (mut report, mut source): (Report, Box<dyn FrameSource>) = if is_dicom(&args.file)? {
+        let (source, timing_missing) = open_dicom(&args.file)?;
+        (
+            dicom_report(&args.file, &source, timing_missing, args.show_phi)?,
+            Box::new(source),
+        )
     } else {
         let source = source::open(&args.file, &OpenOptions::default())
             .with_context(|| format!("cannot open {}", args.file.display()))?;
-        source_report(&args.file, source.info())
+        (source_report(&args.file, source.info()), source)
     };
+    if args.check {
+        let decoded = decode_all(source.as_mut())
+            .with_context(|| format!("cannot decode {}", args.file.display()))?;
+        report.rows.push(row("decoded frames", decoded));
+        if let Value::Object(map) = &mut report.json {
+            map.insert("decoded_frames".into(), json!(decoded));
+        }
+    }
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
@@ -58,8 +75,22 @@ fn is_dicom(path: &Path) -> anyhow::Result<bool> {
     Ok(!y4m)
 }
 
-fn dicom_report(path: &Path, show_phi: bool) -> anyhow::Result<Report> {
-    let (source, timing_missing) = open_dicom(path)?;
+/// Reads every frame and returns how many there were.
+fn decode_all(source: &mut dyn FrameSource) -> Result<u64, SourceError> {
+    let mut frame = Frame::empty();
+    let mut count = 0;
+    while source.read_frame(&mut frame)? {
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn dicom_report(
+    path: &Path,
+    source: &DicomSource,
+    timing_missing: bool,
+    show_phi: bool,
+) -> anyhow::Result<Report> {
     let header = source.header();
     let mut rows = vec![
         row("file", path.display()),
@@ -101,7 +132,7 @@ fn dicom_report(path: &Path, show_phi: bool) -> anyhow::Result<Report> {
         map.insert("file".into(), json!(path.display().to_string()));
         map.insert("container".into(), json!("DICOM"));
         map.insert("timing_source".into(), timing_json(header, timing_missing));
-        map.insert("fps".into(), json!(source_fps(&source, timing_missing)));
+        map.insert("fps".into(), json!(source_fps(source, timing_missing)));
         if show_phi {
             let phi: serde_json::Map<String, Value> = header
                 .phi
@@ -119,7 +150,7 @@ fn dicom_report(path: &Path, show_phi: bool) -> anyhow::Result<Report> {
 }
 
 /// Opens the file, falling back to a nominal rate when it carries no timing so the rest of
-/// the header can still be shown. The flag says the timing was missing.
+/// the header can still be shown. The flag is true when the timing was missing.
 fn open_dicom(path: &Path) -> anyhow::Result<(DicomSource, bool)> {
     let context = || format!("cannot open {}", path.display());
     match DicomSource::open(path, &OpenOptions::default()) {
@@ -137,7 +168,6 @@ fn open_dicom(path: &Path) -> anyhow::Result<(DicomSource, bool)> {
 }
 
 fn source_fps(source: &DicomSource, timing_missing: bool) -> Option<f64> {
-    use ceus_edge::source::FrameSource;
     if timing_missing {
         None
     } else {

@@ -203,6 +203,38 @@ fn palette_variants_give_lut_colours() {
 }
 
 #[test]
+fn palette_8_bit_entries_and_offset() {
+    let expected = synthetic();
+    let indices = json_u16s(&expected["palette8_indices"]);
+    let rgb: Vec<Vec<u16>> = expected["palette8_rgb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(json_u16s)
+        .collect();
+    for name in ["palette8_bytes.dcm", "palette8_words.dcm"] {
+        let mut source = open(&fixture(name));
+        let palette = source.palette().expect("a palette").clone();
+        assert_eq!(palette.bits, 8, "{name}");
+        assert_eq!(palette.first_mapped, 10, "{name}");
+        for (pixel, &index) in indices.iter().enumerate() {
+            let colour = palette.lookup(i32::from(index));
+            assert_eq!(colour.to_vec(), rgb[pixel], "{name}: pixel {pixel}");
+        }
+
+        let frame = read_all(&mut source).remove(0);
+        assert_eq!(frame.format, PixelFormat::Rgb8, "{name}");
+        for (pixel, expected) in rgb.iter().enumerate() {
+            let displayed: Vec<u16> = frame.data[3 * pixel..3 * pixel + 3]
+                .iter()
+                .map(|&v| u16::from(v))
+                .collect();
+            assert_eq!(&displayed, expected, "{name}: pixel {pixel}");
+        }
+    }
+}
+
+#[test]
 fn frame_time_vector_is_cumulative() {
     let expected = synthetic();
     let expected: Vec<f64> = expected["frame_time_vector_s"]
@@ -348,6 +380,11 @@ fn real_files_match_pydicom() {
         {
             let raw = raw(&mut source, index as u64);
             check_frame(name, index, &raw, frame, lossy, source.palette());
+            if let Some(expected_rgb) = frame.get("display_rgb") {
+                let mut display = Frame::empty();
+                assert!(source.read_frame_at(index as u64, &mut display).unwrap());
+                check_display_rgb(name, index, &display, expected_rgb);
+            }
         }
     }
 }
@@ -413,6 +450,24 @@ fn check_frame(
     }
 }
 
+/// Checks the RGB frame of a YBR file against pydicom's conversion, which uses the same
+/// PS3.3 coefficients and rounding, so the values must be equal.
+fn check_display_rgb(name: &str, index: usize, frame: &Frame, expected: &Value) {
+    assert_eq!(frame.format, PixelFormat::Rgb8, "{name}");
+    for sample in expected.as_array().unwrap() {
+        let x = sample[0].as_u64().unwrap() as usize;
+        let y = sample[1].as_u64().unwrap() as usize;
+        let offset = y * frame.stride() + 3 * x;
+        for (c, &want) in json_u16s(&sample[2]).iter().enumerate() {
+            let actual = u16::from(frame.data[offset + c]);
+            assert_eq!(
+                actual, want,
+                "{name} frame {index} pixel ({x}, {y}) channel {c}"
+            );
+        }
+    }
+}
+
 #[test]
 fn real_files_decode_every_frame() {
     let Some(data) = real_data() else { return };
@@ -464,5 +519,245 @@ fn unsupported_syntax_is_named() {
         );
         assert!(error.to_string().contains(uid), "{name}: {error}");
         assert!(error.to_string().contains("JPEG"), "{name}: {error}");
+    }
+}
+
+fn run_binary(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+        .args(args)
+        .output()
+        .expect("the ceus-edge binary runs")
+}
+
+#[test]
+fn inspect_hides_phi_by_default() {
+    let path = fixture("frame_time_vector.dcm");
+    for json in [false, true] {
+        let mut args = vec![std::ffi::OsStr::new("inspect"), path.as_os_str()];
+        if json {
+            args.push("--json".as_ref());
+        }
+        let output = run_binary(&args);
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        assert!(text.contains("Frame Time Vector"), "{text}");
+        assert!(!text.contains("Fixture^Patient"), "{text}");
+        assert!(!text.contains("FIXTURE-0001"), "{text}");
+
+        args.push("--show-phi".as_ref());
+        let text = String::from_utf8(run_binary(&args).stdout).unwrap();
+        assert!(text.contains("Fixture^Patient"), "{text}");
+        assert!(text.contains("FIXTURE-0001"), "{text}");
+    }
+}
+
+/// Runs `inspect --check` on `bytes` written to a file and checks the outcome: exit 0, or
+/// exit 1 with one line on stderr. A panic exits with 101 and a crash with a signal, so
+/// both fail here. Returns whether the file was rejected.
+fn check_damaged_binary(dir: &Path, bytes: &[u8], label: &str) -> bool {
+    let path = dir.join("damaged.dcm");
+    std::fs::write(&path, bytes).unwrap();
+    let output = run_binary(&["inspect".as_ref(), "--check".as_ref(), path.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(0) => false,
+        Some(1) => {
+            assert_eq!(
+                stderr.lines().count(),
+                1,
+                "{label}: stderr is not one line: {stderr}"
+            );
+            assert!(
+                stderr.starts_with("ceus-edge: error: "),
+                "{label}: {stderr}"
+            );
+            true
+        }
+        other => panic!("{label}: exit status {other:?}, stderr: {stderr}"),
+    }
+}
+
+/// Opens `bytes` through the library and reads every frame, catching panics. Returns
+/// whether the file was rejected; an error message must be one line.
+fn check_damaged_library(dir: &Path, bytes: &[u8], label: &str) -> bool {
+    let path = dir.join("damaged-lib.dcm");
+    std::fs::write(&path, bytes).unwrap();
+    let outcome = std::panic::catch_unwind(|| -> Result<u64, SourceError> {
+        let options = OpenOptions {
+            fps: Some(25.0),
+            ..OpenOptions::default()
+        };
+        let mut source = DicomSource::open(&path, &options)?;
+        let mut frame = Frame::empty();
+        let mut count = 0;
+        while source.read_frame(&mut frame)? {
+            count += 1;
+        }
+        Ok(count)
+    });
+    match outcome {
+        Ok(Ok(_)) => false,
+        Ok(Err(error)) => {
+            let message = error.to_string();
+            assert!(
+                !message.contains('\n'),
+                "{label}: message is not one line: {message}"
+            );
+            assert!(!message.is_empty(), "{label}: empty message");
+            true
+        }
+        Err(_) => panic!("{label}: the reader panicked"),
+    }
+}
+
+/// Cut points spread over the whole file, with extra ones in the preamble, the meta group
+/// and the first elements.
+fn cut_points(len: usize) -> Vec<usize> {
+    let mut cuts: Vec<usize> = [0, 1, 4, 127, 128, 131, 132, 140, 200, 300, 400, 600]
+        .into_iter()
+        .filter(|&c| c < len)
+        .collect();
+    cuts.extend((1..24).map(|k| len * k / 24));
+    cuts.extend([len.saturating_sub(2), len.saturating_sub(1)]);
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+/// Damaged versions of a file: truncations (which must all be rejected), bit flips and
+/// random bytes (which may happen to decode), each labelled.
+fn damaged_versions(
+    bytes: &[u8],
+    name: &str,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<(Vec<u8>, String, bool)> {
+    use rand::{Rng, RngCore};
+
+    let mut versions = Vec::new();
+    for cut in cut_points(bytes.len()) {
+        let label = format!("{name} cut at {cut} of {}", bytes.len());
+        versions.push((bytes[..cut].to_vec(), label, true));
+    }
+
+    for trial in 0..16 {
+        let mut flipped = bytes.to_vec();
+        // Half the trials hit the first kilobyte, where lengths and sizes live.
+        let span = if trial % 2 == 0 {
+            flipped.len().min(1024)
+        } else {
+            flipped.len()
+        };
+        for _ in 0..rng.random_range(1..8) {
+            let at = rng.random_range(0..span);
+            flipped[at] ^= 1 << rng.random_range(0..8);
+        }
+        versions.push((flipped, format!("{name} bit flip trial {trial}"), false));
+    }
+
+    let mut random = vec![0u8; bytes.len().clamp(132, 4096)];
+    rng.fill_bytes(&mut random);
+    versions.push((
+        random.clone(),
+        format!("random bytes as long as {name}"),
+        false,
+    ));
+    random[128..132].copy_from_slice(b"DICM");
+    versions.push((
+        random,
+        format!("random bytes with DICM, as long as {name}"),
+        false,
+    ));
+    versions
+}
+
+/// Checks every damaged version through the library, and every eighth one through the
+/// binary as well (a process per case is too slow for all of them).
+fn check_damaged_file(dir: &Path, path: &Path, rng: &mut rand_chacha::ChaCha8Rng) {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let bytes = std::fs::read(path).unwrap();
+    for (k, (damaged, label, must_fail)) in damaged_versions(&bytes, &name, rng).iter().enumerate()
+    {
+        let rejected = check_damaged_library(dir, damaged, label);
+        assert!(rejected || !must_fail, "{label}: accepted by the library");
+        if k % 8 == 0 {
+            let rejected = check_damaged_binary(dir, damaged, label);
+            assert!(
+                rejected || !must_fail,
+                "{label}: accepted by inspect --check"
+            );
+        }
+    }
+}
+
+#[test]
+fn damaged_fixtures_fail_cleanly() {
+    use rand::SeedableRng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xD1C0);
+    assert!(check_damaged_binary(dir.path(), b"", "empty file"));
+    assert!(check_damaged_library(dir.path(), b"", "empty file"));
+    for entry in std::fs::read_dir(fixture("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "dcm") {
+            check_damaged_file(dir.path(), &path, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn damaged_real_files_fail_cleanly() {
+    use rand::SeedableRng;
+
+    let Some(data) = real_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x05EE);
+    // The smaller files of each kind, so that about a hundred decodes of each stay quick.
+    for name in [
+        "pydicom/ExplVR_BigEnd.dcm",
+        "pydicom/SC_rgb_rle_2frame.dcm",
+        "pydicom-data/OBXXXX1A_rle_2frame.dcm",
+        "pydicom-data/emri_small_big_endian.dcm",
+        "pydicom-data/gdcm-US-ALOKA-16.dcm",
+        "pydicom-data/US1_J2KR.dcm",
+    ] {
+        check_damaged_file(dir.path(), &data.join(name), &mut rng);
+    }
+}
+
+/// Searches longer for panics with random byte changes, through the library only. Run it
+/// on demand: `CEUS_DICOM_FLIPS=20000 cargo test --test integration many_bit_flips -- --ignored`.
+#[test]
+#[ignore = "slow: thousands of damaged files"]
+fn many_bit_flips_never_panic() {
+    use rand::{Rng, SeedableRng};
+
+    let flips: usize = std::env::var("CEUS_DICOM_FLIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xF11F);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    if let Some(data) = real_data() {
+        paths.push(data.join("pydicom/SC_rgb_rle_2frame.dcm"));
+        paths.push(data.join("pydicom/ExplVR_BigEnd.dcm"));
+    }
+
+    for path in &paths {
+        let bytes = std::fs::read(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        for trial in 0..flips / paths.len() {
+            let mut flipped = bytes.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..flipped.len());
+                flipped[at] = rng.random();
+            }
+            check_damaged_library(dir.path(), &flipped, &format!("{name} trial {trial}"));
+        }
     }
 }

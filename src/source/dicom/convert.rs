@@ -36,7 +36,7 @@ pub struct RawFrame {
 }
 
 impl RawFrame {
-    /// An empty frame to hand to [`super::DicomSource::read_raw_frame`].
+    /// Creates an empty frame to hand to [`super::DicomSource::read_raw_frame`].
     pub fn empty() -> RawFrame {
         RawFrame {
             index: 0,
@@ -63,7 +63,7 @@ impl RawFrame {
     }
 }
 
-/// How stored bytes are laid out, from the header and the codec that produced them.
+/// Layout of stored bytes, from the header and the codec that produced them.
 #[derive(Clone, Copy, Debug)]
 pub struct StoredLayout {
     pub big_endian: bool,
@@ -75,8 +75,8 @@ pub struct StoredLayout {
 
 /// Turns the bytes of one frame into raw samples in `out`.
 ///
-/// `bytes` holds at least the frame's samples; the header has been validated so the
-/// sizes agree (the caller checks the length before calling).
+/// `bytes` contains at least the frame's samples, because the header was validated and
+/// the reader checked the length of what it read.
 pub fn unpack_samples(
     header: &DicomHeader,
     layout: StoredLayout,
@@ -87,6 +87,20 @@ pub fn unpack_samples(
     let samples_per_pixel = usize::from(header.samples_per_pixel);
     let shift = header.high_bit + 1 - header.bits_stored;
     let mask = ((1u32 << header.bits_stored) - 1) as u16;
+
+    // Fast path for the usual ultrasound layout: whole 8-bit interleaved samples are copied
+    // into the buffer of the previous frame.
+    let plain_8_bit = header.bits_allocated == 8 && header.bits_stored == 8 && shift == 0;
+    if plain_8_bit && !layout.planar && !layout.subsampled_422 {
+        let len = (pixels * samples_per_pixel).min(bytes.len());
+        if let RawSamples::U8(samples) = out {
+            samples.clear();
+            samples.extend_from_slice(&bytes[..len]);
+        } else {
+            *out = RawSamples::U8(bytes[..len].to_vec());
+        }
+        return;
+    }
 
     let mut values: Vec<u16> = match header.bits_allocated {
         8 => bytes.iter().map(|&b| u16::from(b)).collect(),
@@ -229,7 +243,7 @@ fn sample_at(samples: &RawSamples, i: usize) -> u16 {
     }
 }
 
-/// The stored bit pattern as a number, sign-extended from `bits` when `signed`.
+/// Converts a stored bit pattern to a number, sign-extended from `bits` when `signed`.
 pub fn signed_value(stored: u16, bits: u16, signed: bool) -> i32 {
     let value = i32::from(stored);
     if signed && bits > 0 && value & (1 << (bits - 1)) != 0 {

@@ -5,8 +5,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use serde::Serialize;
 
+use super::regions::{self, UltrasoundRegion};
 use super::timing::FrameTiming;
-use crate::geometry::Rect;
 use crate::source::{Limits, OpenOptions, SourceError};
 
 /// A transfer syntax, named as in PS3.6.
@@ -16,7 +16,7 @@ pub struct TransferSyntaxName {
     pub name: String,
 }
 
-/// How the pixel data of a file is stored.
+/// Storage of the pixel data of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelEncoding {
     /// Uncompressed samples.
@@ -31,20 +31,26 @@ pub enum PixelEncoding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Photometric {
     /// Grey, the minimum sample is white.
+    #[serde(rename = "MONOCHROME1")]
     Monochrome1,
     /// Grey, the minimum sample is black.
+    #[serde(rename = "MONOCHROME2")]
     Monochrome2,
+    #[serde(rename = "RGB")]
     Rgb,
     /// Full-range Y, Cb, Cr for every pixel.
+    #[serde(rename = "YBR_FULL")]
     YbrFull,
     /// Full-range Y for every pixel, Cb and Cr shared by each horizontal pair.
+    #[serde(rename = "YBR_FULL_422")]
     YbrFull422,
     /// One index per pixel into the red, green and blue palette lookup tables.
+    #[serde(rename = "PALETTE COLOR")]
     PaletteColor,
 }
 
 impl Photometric {
-    /// The defined term of PS3.3 C.7.6.3.1.2.
+    /// Returns the defined term of PS3.3 C.7.6.3.1.2.
     pub fn as_str(self) -> &'static str {
         match self {
             Photometric::Monochrome1 => "MONOCHROME1",
@@ -87,70 +93,6 @@ pub struct Window {
     pub width: f64,
 }
 
-/// One item of the Sequence of Ultrasound Regions (0018,6011): where an image, a Doppler
-/// spectrum or a trace sits inside the frame, and its physical scale.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct UltrasoundRegion {
-    /// The region in frame pixels, from Region Location Min X0/Y0 and Max X1/Y1 (inclusive).
-    pub rect: Rect,
-    /// Region Spatial Format (0018,6012): 0 none, 1 2D, 2 M-mode, 3 spectral, 4 waveform,
-    /// 5 graphics.
-    pub spatial_format: u16,
-    /// Region Data Type (0018,6014): 1 tissue, 2 colour flow, 3 PW Doppler, 4 CW Doppler,
-    /// 0x0D grey bar, 0x0E colour bar, others per PS3.3 C.8.5.5.1.2.
-    pub data_type: u16,
-    /// Region Flags (0018,6016).
-    pub flags: u32,
-    /// Physical Units X Direction (0018,6024): 3 is cm, 4 seconds, 7 cm/s, 0 none.
-    pub physical_units_x: u16,
-    /// Physical Units Y Direction (0018,6026), coded as the X direction.
-    pub physical_units_y: u16,
-    /// Physical Delta X (0018,602C): physical units per pixel in x.
-    pub physical_delta_x: Option<f64>,
-    /// Physical Delta Y (0018,602E): physical units per pixel in y.
-    pub physical_delta_y: Option<f64>,
-}
-
-impl UltrasoundRegion {
-    /// Name of the spatial format code, or `None` for a code PS3.3 does not define.
-    pub fn spatial_format_name(&self) -> Option<&'static str> {
-        match self.spatial_format {
-            0 => Some("none"),
-            1 => Some("2D"),
-            2 => Some("M-mode"),
-            3 => Some("spectral"),
-            4 => Some("waveform"),
-            5 => Some("graphics"),
-            _ => None,
-        }
-    }
-
-    /// Name of the data type code, or `None` for a code PS3.3 does not define.
-    pub fn data_type_name(&self) -> Option<&'static str> {
-        match self.data_type {
-            0x00 => Some("none"),
-            0x01 => Some("tissue"),
-            0x02 => Some("color flow"),
-            0x03 => Some("PW spectral Doppler"),
-            0x04 => Some("CW spectral Doppler"),
-            0x05 => Some("Doppler mean trace"),
-            0x06 => Some("Doppler mode trace"),
-            0x07 => Some("Doppler max trace"),
-            0x08 => Some("volume trace"),
-            0x0A => Some("ECG trace"),
-            0x0B => Some("pulse trace"),
-            0x0C => Some("phonocardiogram trace"),
-            0x0D => Some("gray bar"),
-            0x0E => Some("color bar"),
-            0x0F => Some("integrated backscatter"),
-            0x10 => Some("area trace"),
-            0x11 => Some("d(area)/dt"),
-            0x12 => Some("other physiological input"),
-            _ => None,
-        }
-    }
-}
-
 /// Attributes that identify the patient or the visit. `inspect` prints them only with
 /// `--show-phi`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -159,7 +101,7 @@ pub struct ProtectedHealthInformation {
     pub attributes: Vec<(&'static str, String)>,
 }
 
-/// What a DICOM file declares about its images, validated for decoding.
+/// Image attributes a DICOM file declares, validated for decoding.
 #[derive(Clone, Debug, Serialize)]
 pub struct DicomHeader {
     pub transfer_syntax: TransferSyntaxName,
@@ -290,7 +232,7 @@ pub fn parse_header(
         window: window(object),
         rescale: rescale(object),
         timing: FrameTiming::from_header(object, frames, options.fps)?,
-        regions: ultrasound_regions(object),
+        regions: regions::ultrasound_regions(object),
         phi: protected_health_information(object),
     };
     check_sample_layout(&header)?;
@@ -403,7 +345,7 @@ fn required_uint(object: &InMemDicomObject, tag: Tag, name: &str) -> Result<u16,
     optional_uint(object, tag)?.ok_or_else(|| missing(name, tag))
 }
 
-/// The first value of an unsigned short attribute, `None` when absent or empty.
+/// Reads the first value of an unsigned short attribute, `None` when absent or empty.
 pub(super) fn optional_uint(
     object: &InMemDicomObject,
     tag: Tag,
@@ -421,7 +363,7 @@ pub(super) fn optional_uint(
     })
 }
 
-/// The value of a text attribute without padding, `None` when absent or empty.
+/// Reads a text attribute without padding, `None` when absent or empty.
 pub(super) fn optional_string(
     object: &InMemDicomObject,
     tag: Tag,
@@ -436,7 +378,7 @@ pub(super) fn optional_string(
     Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
 }
 
-fn first_float(object: &InMemDicomObject, tag: Tag) -> Option<f64> {
+pub(super) fn first_float(object: &InMemDicomObject, tag: Tag) -> Option<f64> {
     let values = object.get(tag)?.to_multi_float64().ok()?;
     values.first().copied().filter(|v| v.is_finite())
 }
@@ -452,49 +394,6 @@ fn rescale(object: &InMemDicomObject) -> Option<(f64, f64)> {
     let slope = first_float(object, tags::RESCALE_SLOPE)?;
     let intercept = first_float(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
     (slope != 0.0).then_some((slope, intercept))
-}
-
-/// Reads the Sequence of Ultrasound Regions; items without a usable location are skipped
-/// with a warning, because regions are only a layout hint.
-fn ultrasound_regions(object: &InMemDicomObject) -> Vec<UltrasoundRegion> {
-    let Some(items) = object
-        .get(tags::SEQUENCE_OF_ULTRASOUND_REGIONS)
-        .and_then(|element| element.items())
-    else {
-        return Vec::new();
-    };
-    let mut regions = Vec::with_capacity(items.len().min(64));
-    for (number, item) in items.iter().enumerate() {
-        match ultrasound_region(item) {
-            Some(region) => regions.push(region),
-            None => {
-                log::warn!("ultrasound region {number} has no valid Region Location: skipping it")
-            }
-        }
-    }
-    regions
-}
-
-fn ultrasound_region(item: &InMemDicomObject) -> Option<UltrasoundRegion> {
-    let uint = |tag: Tag| item.get(tag).and_then(|e| e.to_int::<u32>().ok());
-    let x0 = uint(tags::REGION_LOCATION_MIN_X0)?;
-    let y0 = uint(tags::REGION_LOCATION_MIN_Y0)?;
-    let x1 = uint(tags::REGION_LOCATION_MAX_X1)?;
-    let y1 = uint(tags::REGION_LOCATION_MAX_Y1)?;
-    if x1 < x0 || y1 < y0 || x1 == u32::MAX || y1 == u32::MAX {
-        return None;
-    }
-    let code = |tag: Tag| item.get(tag).and_then(|e| e.to_int::<u16>().ok());
-    Some(UltrasoundRegion {
-        rect: Rect::new(x0, y0, x1 - x0 + 1, y1 - y0 + 1),
-        spatial_format: code(tags::REGION_SPATIAL_FORMAT).unwrap_or(0),
-        data_type: code(tags::REGION_DATA_TYPE).unwrap_or(0),
-        flags: uint(tags::REGION_FLAGS).unwrap_or(0),
-        physical_units_x: code(tags::PHYSICAL_UNITS_X_DIRECTION).unwrap_or(0),
-        physical_units_y: code(tags::PHYSICAL_UNITS_Y_DIRECTION).unwrap_or(0),
-        physical_delta_x: first_float(item, tags::PHYSICAL_DELTA_X),
-        physical_delta_y: first_float(item, tags::PHYSICAL_DELTA_Y),
-    })
 }
 
 /// Attributes of the Patient, General Study and institution modules that identify a person.

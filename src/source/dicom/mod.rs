@@ -9,6 +9,7 @@ mod convert;
 mod header;
 mod palette;
 mod pixeldata;
+mod regions;
 mod rle;
 mod timing;
 
@@ -22,10 +23,10 @@ use dicom_object::{FileMetaTable, InMemDicomObject, OpenFileOptions};
 
 pub use convert::{RawFrame, RawSamples};
 pub use header::{
-    DicomHeader, Photometric, PixelEncoding, ProtectedHealthInformation, TransferSyntaxName,
-    UltrasoundRegion, Window,
+    DicomHeader, Photometric, PixelEncoding, ProtectedHealthInformation, TransferSyntaxName, Window,
 };
 pub use palette::Palette;
+pub use regions::UltrasoundRegion;
 pub use timing::FrameTiming;
 
 use convert::{DisplayMap, StoredLayout};
@@ -57,11 +58,14 @@ pub struct DicomSource {
 impl DicomSource {
     /// Opens `path`, reads its header and locates its frames without decoding any.
     ///
-    /// Errors: [`SourceError::Io`] when the file cannot be read, [`SourceError::Malformed`]
-    /// for an invalid header or pixel data shorter than the header implies,
-    /// [`SourceError::Unsupported`] for a transfer syntax or sample layout this reader does
-    /// not decode, [`SourceError::Limit`] for sizes beyond `options.limits`, and
-    /// [`SourceError::MissingTiming`] for several frames without timing or `options.fps`.
+    /// Errors:
+    /// - [`SourceError::Io`] when the file cannot be read,
+    /// - [`SourceError::Malformed`] for an invalid header or pixel data shorter than the
+    ///   header implies,
+    /// - [`SourceError::Unsupported`] for a transfer syntax or sample layout this reader does
+    ///   not decode,
+    /// - [`SourceError::Limit`] for sizes beyond `options.limits`,
+    /// - [`SourceError::MissingTiming`] for several frames without timing or `options.fps`.
     pub fn open(path: &Path, options: &OpenOptions) -> Result<DicomSource, SourceError> {
         let mut file = File::open(path).map_err(|e| SourceError::io(path, e))?;
         let file_len = file.metadata().map_err(|e| SourceError::io(path, e))?.len();
@@ -81,6 +85,12 @@ impl DicomSource {
         let uid = meta.transfer_syntax().to_string();
         let (syntax, encoding) = header::classify_transfer_syntax(&uid)?;
 
+        // Locating Pixel Data first also checks every element length against the file size,
+        // before dicom-object allocates values from those lengths.
+        let file_for_walk = file.try_clone().map_err(|e| SourceError::io(path, e))?;
+        let pixel_data =
+            pixeldata::locate_pixel_data(file_for_walk, file_len, dataset_offset, &uid)?;
+
         let object = read_header_object(&mut file, meta_offset)?;
         let header = header::parse_header(&object, syntax, encoding, options)?;
         let big_endian = matches!(encoding, PixelEncoding::Native { big_endian: true });
@@ -90,8 +100,6 @@ impl DicomSource {
         };
         drop(object);
 
-        let file_for_walk = file.try_clone().map_err(|e| SourceError::io(path, e))?;
-        let pixel_data = pixeldata::locate_pixel_data(file_for_walk, dataset_offset, &uid)?;
         let fragments = match encoding {
             PixelEncoding::Native { .. } => {
                 check_native_length(&header, &pixel_data, file_len)?;
@@ -152,12 +160,13 @@ impl DicomSource {
         })
     }
 
-    /// The validated header: sizes, sample layout, timing, ultrasound regions and PHI.
+    /// Returns the validated header: sizes, sample layout, timing, ultrasound regions and
+    /// PHI.
     pub fn header(&self) -> &DicomHeader {
         &self.header
     }
 
-    /// The palette lookup tables of a PALETTE COLOR image, at full precision.
+    /// Returns the palette lookup tables of a PALETTE COLOR image, at full precision.
     pub fn palette(&self) -> Option<&Palette> {
         self.palette.as_ref()
     }
@@ -309,6 +318,7 @@ impl DicomSource {
             * self.header.columns as usize
             * usize::from(self.header.samples_per_pixel);
         decoder.set_max_decoding_buffer_size(expected_len.max(1));
+
         decoder.read_info().map_err(|e| malformed(e.to_string()))?;
         let info = decoder
             .info()
@@ -328,6 +338,7 @@ impl DicomSource {
                 self.header.samples_per_pixel
             )));
         }
+
         self.decoded = decoder.decode().map_err(|e| malformed(e.to_string()))?;
         if self.decoded.len() != expected_len {
             return Err(malformed(format!(
@@ -442,7 +453,7 @@ fn frame_error(index: u64, error: SourceError) -> SourceError {
     SourceError::Malformed(format!("frame {index}: {error}"))
 }
 
-/// An error and its sources on one line.
+/// Joins an error and its sources on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();

@@ -71,6 +71,15 @@ impl Palette {
             layout = Some(descriptor);
             *table = read_table(object, channel, descriptor, big_endian)?;
         }
+        let lengths = tables.each_ref().map(Vec::len);
+        if lengths[0] == 0 || lengths.iter().any(|&len| len != lengths[0]) {
+            return Err(SourceError::Malformed(format!(
+                "palette tables have {} red, {} green and {} blue entries: they must be equal \
+                 and not empty",
+                lengths[0], lengths[1], lengths[2]
+            )));
+        }
+
         let (_, first_mapped, bits) = layout.unwrap_or_default();
         Ok(Palette {
             first_mapped,
@@ -79,8 +88,9 @@ impl Palette {
         })
     }
 
-    /// The 16-bit-precision colour of pixel value `value`. Values below the first mapped
+    /// Looks up the full-precision colour of pixel value `value`. Values below the first mapped
     /// value take entry 0 and values past the table take the last entry (PS3.3 C.7.6.3.1.5).
+    /// [`Palette::from_header`] guarantees three tables of one non-zero length.
     pub fn lookup(&self, value: i32) -> [u16; 3] {
         let last = self.tables[0].len().saturating_sub(1);
         let index =
@@ -112,24 +122,20 @@ fn read_descriptor(
     let element = object
         .get(channel.descriptor)
         .ok_or_else(|| invalid("missing"))?;
+
     let values = element
         .to_multi_int::<i32>()
         .map_err(|_| invalid("not numeric"))?;
     let [entries, first, bits] = values[..] else {
         return Err(invalid("not three values"));
     };
-    // The entry count and the bit depth are unsigned, whatever the VR says.
+    // The entry count and the bit depth are unsigned, whatever the VR.
     let entries = match entries as u16 {
         0 => MAX_ENTRIES,
         n => usize::from(n),
     };
-    // PS3.3: the first mapped value is unsigned for unsigned pixel data (US), but the
-    // descriptor may be encoded as SS, so a negative 16-bit value reads as its unsigned twin.
-    let first = if element.vr() == dicom_core::VR::SS || first >= 0 {
-        first
-    } else {
-        first & 0xFFFF
-    };
+    // The first mapped value is signed only when the descriptor is encoded as SS.
+
     let bits = bits as u16;
     if bits != 8 && bits != 16 {
         return Err(invalid(&format!(
@@ -149,7 +155,7 @@ fn read_table(
         let words = lut_words(element, channel.data)?;
         return plain_table(&words, entries, bits, big_endian).ok_or_else(|| {
             SourceError::Malformed(format!(
-                "{} palette data {} holds {} words for {entries} entries of {bits} bits",
+                "{} palette data {} has {} words for {entries} entries of {bits} bits",
                 channel.name,
                 channel.data,
                 words.len()
@@ -184,8 +190,8 @@ fn read_table(
     )))
 }
 
-/// The element's value as 16-bit words in numeric order (the parser already applied the
-/// file's byte order).
+/// Reads the element's value as 16-bit words in numeric order. The parser has already
+/// applied the file's byte order.
 fn lut_words(element: &dicom_object::mem::InMemElement, tag: Tag) -> Result<Vec<u16>, SourceError> {
     element
         .to_multi_int::<u16>()
@@ -214,8 +220,8 @@ fn words_to_bytes(words: &[u16], big_endian: bool) -> Vec<u16> {
     bytes
 }
 
-/// A plain table: one word per entry, or for 8-bit entries possibly one byte per entry
-/// packed two to a word.
+/// Builds a plain table from one word per entry, or for 8-bit entries possibly from one
+/// byte per entry packed two to a word.
 fn plain_table(words: &[u16], entries: usize, bits: u16, big_endian: bool) -> Option<Vec<u16>> {
     if words.len() == entries {
         return Some(words.to_vec());
@@ -283,7 +289,9 @@ fn expand_segments(
                     return Err("the first segment is an indirect segment".to_string());
                 }
                 // The offset is two words, least significant first, counted in words
-                // from the start of the data (as pydicom 3.0 reads it).
+                // from the start of the data (as pydicom 3.0.2 reads it).
+                // NOTE: only the synthetic fixtures have indirect segments; no real file
+                // here uses one, so this reading is untested against a scanner's output.
                 let offset = usize::from(code(i)?) | usize::from(code(i + 1)?) << 16;
                 i += 2;
                 expand_segments(codes, offset, Some(length), table, depth + 1)?;

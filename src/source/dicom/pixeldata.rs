@@ -1,5 +1,5 @@
-//! Where the frames of a DICOM file lie: the Pixel Data (7FE0,0010) element's position and,
-//! for encapsulated transfer syntaxes, the fragments of each frame (PS3.5 A.4).
+//! Frame locations in a DICOM file: the Pixel Data (7FE0,0010) element's position and, for
+//! encapsulated transfer syntaxes, the fragments of each frame (PS3.5 A.4).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -27,8 +27,13 @@ pub struct PixelDataElement {
 
 /// Finds the top-level Pixel Data element by walking the data set from `dataset_offset`,
 /// skipping every value without reading it into memory.
+///
+/// The walk also rejects any element whose declared length runs past the end of the file
+/// (`file_len` bytes). Parsing the header in memory afterwards therefore allocates no more
+/// than the file's size for any value, even when a length field is damaged.
 pub fn locate_pixel_data(
     file: File,
+    file_len: u64,
     dataset_offset: u64,
     transfer_syntax_uid: &str,
 ) -> Result<PixelDataElement, SourceError> {
@@ -66,6 +71,17 @@ pub fn locate_pixel_data(
             | LazyDataToken::ItemStart { .. }
             | LazyDataToken::PixelSequenceStart => depth += 1,
             LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::LazyValue { header, decoder } => {
+                check_value_fits(
+                    header.tag(),
+                    header.length().0,
+                    decoder.position(),
+                    file_len,
+                )?;
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                check_value_fits(ITEM, *len, decoder.position(), file_len)?;
+            }
             _ => {}
         }
         // Values are skipped, not read: only their position matters here.
@@ -83,6 +99,22 @@ pub fn locate_pixel_data(
         length,
         vr,
     })
+}
+
+fn check_value_fits(
+    tag: Tag,
+    length: u32,
+    position: u64,
+    file_len: u64,
+) -> Result<(), SourceError> {
+    let remaining = file_len.saturating_sub(position);
+    if u64::from(length) > remaining {
+        return Err(SourceError::Malformed(format!(
+            "element {tag} at byte {position} declares {length} bytes but only {remaining} \
+             remain in the file"
+        )));
+    }
+    Ok(())
 }
 
 fn malformed_data_set(error: &dyn std::error::Error) -> SourceError {
@@ -119,9 +151,13 @@ const MAX_FRAGMENTS_PER_FRAME: u64 = 256;
 /// Walks the items of an encapsulated element starting at `value_offset` (the Basic Offset
 /// Table item first) and assigns fragments to `frames` frames.
 ///
-/// The rules, in order: the Basic Offset Table when it is not empty; one fragment per frame
-/// when the counts match; all fragments for a single frame; for JPEG, fragments up to one
-/// that ends with an EOI marker. Anything else is [`SourceError::Malformed`].
+/// The first rule that applies decides:
+/// 1. a non-empty Basic Offset Table gives the first fragment of each frame,
+/// 2. one fragment per frame when the counts match,
+/// 3. all fragments for a single frame,
+/// 4. for JPEG, each frame ends with the fragment that ends with an EOI marker.
+///
+/// Anything else is [`SourceError::Malformed`].
 pub fn index_fragments(
     file: &mut File,
     value_offset: u64,
@@ -148,9 +184,12 @@ pub fn index_fragments(
             )));
         }
         if u64::from(length) > file_len.saturating_sub(position) {
+            // Item 0 is the Basic Offset Table, so fragments count from item 1.
+            let item = fragments.len() + usize::from(offset_table.is_some());
             return Err(SourceError::Malformed(format!(
-                "pixel data is truncated: the fragment at byte {} declares {length} bytes \
-                 but the file ends at byte {file_len}",
+                "pixel data is truncated inside item {item} (fragment {}): it starts at byte \
+                 {} and declares {length} bytes but the file ends at byte {file_len}",
+                item.saturating_sub(1),
                 position - 8
             )));
         }

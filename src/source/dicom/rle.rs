@@ -1,7 +1,7 @@
 //! RLE Lossless decoding (PS3.5 Annex G).
 //!
 //! A frame is a 64-byte header (the segment count and up to 15 segment offsets, little
-//! endian) followed by PackBits-coded segments. Segment `k` holds byte `k % b` (0 the most
+//! endian) followed by PackBits-coded segments. Segment `k` contains byte `k % b` (0 the most
 //! significant) of sample `k / b` of every pixel, for `b` bytes per sample.
 
 use crate::source::SourceError;

@@ -31,12 +31,13 @@ impl FrameTiming {
     /// Frame Increment Pointer (0028,0009) names, else Frame Time (0018,1063), Frame Time
     /// Vector (0018,1065) or Cine Rate (0018,0040), in that order.
     ///
-    /// A Frame Time Vector holds the increments from frame to frame in ms, its first value
-    /// being the time of frame 0, so frame `i` is shown at the sum of values `0..=i`.
+    /// A Frame Time Vector contains the increments from frame to frame in ms, and its first
+    /// value is the time of frame 0, so frame `i` is shown at the sum of values `0..=i`.
     ///
     /// Errors: [`SourceError::MissingTiming`] when `frames > 1` and no timing is found,
     /// [`SourceError::Malformed`] for a non-positive or non-finite value or a vector whose
-    /// length is not `frames`.
+    /// length is not `frames`. A single frame with invalid timing gets
+    /// [`TimingSource::SingleFrame`] instead, because it has no time axis.
     pub fn from_header(
         object: &InMemDicomObject,
         frames: u64,
@@ -55,8 +56,14 @@ impl FrameTiming {
         }
 
         for tag in timing_attribute_order(object) {
-            if let Some(timing) = timing_from_attribute(object, tag, frames)? {
-                return Ok(timing);
+            match timing_from_attribute(object, tag, frames) {
+                Ok(Some(timing)) => return Ok(timing),
+                Ok(None) => {}
+                // A single frame has no time axis, so a bad timing value does not matter.
+                Err(error) if frames <= 1 => {
+                    log::debug!("ignoring the timing of a single frame: {error}");
+                }
+                Err(error) => return Err(error),
             }
         }
 
@@ -106,7 +113,7 @@ impl FrameTiming {
     }
 }
 
-/// The timing attributes to try, the one Frame Increment Pointer names first.
+/// Lists the timing attributes to try, the one Frame Increment Pointer names first.
 fn timing_attribute_order(object: &InMemDicomObject) -> Vec<Tag> {
     let mut order = vec![tags::FRAME_TIME, tags::FRAME_TIME_VECTOR, tags::CINE_RATE];
     let pointer = object
@@ -178,4 +185,103 @@ fn frame_time_vector(increments_ms: &[f64], frames: u64) -> Result<FrameTiming, 
         source: TimingSource::FrameTimeVector,
         times: FrameTimes::Vector(times),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+
+    use super::*;
+
+    fn object(elements: Vec<(Tag, VR, PrimitiveValue)>) -> InMemDicomObject {
+        InMemDicomObject::from_element_iter(
+            elements
+                .into_iter()
+                .map(|(tag, vr, value)| DataElement::new(tag, vr, value)),
+        )
+    }
+
+    fn text(value: &str) -> PrimitiveValue {
+        PrimitiveValue::from(value)
+    }
+
+    fn texts(values: &[&str]) -> PrimitiveValue {
+        PrimitiveValue::Strs(values.iter().map(|v| v.to_string()).collect())
+    }
+
+    #[test]
+    fn pointer_picks_vector_over_frame_time() {
+        let header = object(vec![
+            (tags::FRAME_TIME, VR::DS, text("40")),
+            (tags::FRAME_TIME_VECTOR, VR::DS, texts(&["0", "100", "100"])),
+            (
+                tags::FRAME_INCREMENT_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![tags::FRAME_TIME_VECTOR].into()),
+            ),
+        ]);
+        let timing = FrameTiming::from_header(&header, 3, None).unwrap();
+        assert_eq!(timing.source, TimingSource::FrameTimeVector);
+        assert_eq!(timing.time_of(2), 0.2);
+    }
+
+    #[test]
+    fn frame_time_before_cine_rate() {
+        let header = object(vec![
+            (tags::FRAME_TIME, VR::DS, text("40")),
+            (tags::CINE_RATE, VR::IS, text("10")),
+        ]);
+        let timing = FrameTiming::from_header(&header, 3, None).unwrap();
+        assert_eq!(timing.source, TimingSource::FrameTime);
+        assert_eq!(timing.time_of(1), 0.04);
+    }
+
+    #[test]
+    fn cine_rate_alone() {
+        let header = object(vec![(tags::CINE_RATE, VR::IS, text("20"))]);
+        let timing = FrameTiming::from_header(&header, 3, None).unwrap();
+        assert_eq!(timing.source, TimingSource::CineRate);
+        assert_eq!(timing.time_of(2), 0.1);
+        assert_eq!(timing.nominal_fps(), Some(20.0));
+    }
+
+    #[test]
+    fn fps_overrides_file_timing() {
+        let header = object(vec![(tags::FRAME_TIME, VR::DS, text("40"))]);
+        let timing = FrameTiming::from_header(&header, 3, Some(50.0)).unwrap();
+        assert_eq!(timing.source, TimingSource::UserFps);
+        assert_eq!(timing.time_of(1), 0.02);
+    }
+
+    #[test]
+    fn invalid_timing_values_rejected() {
+        let zero = object(vec![(tags::FRAME_TIME, VR::DS, text("0"))]);
+        let error = FrameTiming::from_header(&zero, 3, None).unwrap_err();
+        assert!(matches!(error, SourceError::Malformed(_)), "{error}");
+
+        let short = object(vec![(
+            tags::FRAME_TIME_VECTOR,
+            VR::DS,
+            texts(&["0", "100"]),
+        )]);
+        let error = FrameTiming::from_header(&short, 3, None).unwrap_err();
+        assert!(matches!(error, SourceError::Malformed(_)), "{error}");
+
+        let error = FrameTiming::from_header(&object(vec![]), 3, Some(-1.0)).unwrap_err();
+        assert!(matches!(error, SourceError::Malformed(_)), "{error}");
+    }
+
+    #[test]
+    fn single_frame_needs_no_timing() {
+        let timing = FrameTiming::from_header(&object(vec![]), 1, None).unwrap();
+        assert_eq!(timing.source, TimingSource::SingleFrame);
+        assert_eq!(timing.time_of(0), 0.0);
+
+        let zero = object(vec![(tags::FRAME_TIME, VR::DS, text("0"))]);
+        let timing = FrameTiming::from_header(&zero, 1, None).unwrap();
+        assert_eq!(timing.source, TimingSource::SingleFrame);
+
+        let error = FrameTiming::from_header(&object(vec![]), 2, None).unwrap_err();
+        assert!(matches!(error, SourceError::MissingTiming(_)), "{error}");
+    }
 }
