@@ -12,4 +12,5 @@ pub mod phantom;
 pub mod signature;
 pub mod source;
 pub mod stats;
+pub mod table;
 pub mod tic;

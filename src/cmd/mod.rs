@@ -1,8 +1,10 @@
 //! One module per subcommand: each has its clap `Args` and a `run` function.
 
+mod evaluate;
 mod inspect;
 mod phantom;
 mod tic;
+mod train;
 
 use clap::Subcommand;
 
@@ -14,6 +16,12 @@ pub enum Command {
     Tic(tic::Args),
     /// Write a synthetic CEUS exam with its ground truth.
     Phantom(phantom::Args),
+    /// Fit a deep-radiomics signature (feature selection, LASSO, clinical and integrated
+    /// models) on a cohort table.
+    Train(Box<train::Args>),
+    /// Evaluate a signature or precomputed scores: AUC with DeLong CI, Youden cut-off,
+    /// calibration, decision curve and DeLong comparisons.
+    Evaluate(Box<evaluate::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -21,5 +29,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Tic(args) => tic::run(args),
         Command::Phantom(args) => phantom::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Evaluate(args) => evaluate::run(*args),
     }
 }

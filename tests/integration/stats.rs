@@ -144,6 +144,12 @@ fn lasso_path_matches_sklearn() {
     }
 
     let path = lasso::lasso_path(&data, &labels, &lambdas, &options).unwrap();
+    let length = case["path_length"].as_u64().unwrap() as usize;
+    assert_eq!(
+        path.lambdas.len(),
+        length,
+        "early stop after a different lambda"
+    );
     let checked = case["checked"].as_array().unwrap();
     let intercepts = floats(&case["intercepts"]);
     for (row, k) in checked.iter().enumerate() {
@@ -178,15 +184,7 @@ fn lasso_cv_matches_sklearn_on_same_folds() {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    let count = case["cv_lambda_count"].as_u64().unwrap() as usize;
-    // The reference cross-validates the first `count` lambdas of the 100-value path, so the
-    // minimum ratio is set to make this path's first `count` values the same.
-    let full = lasso::lambda_path(&data, &labels, &LassoOptions::default()).unwrap();
-    let options = LassoOptions {
-        lambda_count: count,
-        lambda_min_ratio: Some(full[count - 1] / full[0]),
-        ..LassoOptions::default()
-    };
+    let options = LassoOptions::default();
     let cv = lasso::cross_validate(&data, &labels, &folds, &options).unwrap();
     for (k, e) in floats(&case["cv_mean"]).iter().enumerate() {
         assert_abs(&format!("cv mean at lambda {k}"), cv.cv_mean[k], *e, 1e-4);
@@ -199,6 +197,10 @@ fn lasso_cv_matches_sklearn_on_same_folds() {
             1e-4,
         );
     }
+    assert_eq!(
+        cv.cv_mean.len(),
+        case["path_length"].as_u64().unwrap() as usize
+    );
     assert_eq!(cv.index_min, case["index_min"].as_u64().unwrap() as usize);
     assert_eq!(cv.index_1se, case["index_1se"].as_u64().unwrap() as usize);
 }
