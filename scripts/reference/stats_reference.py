@@ -111,10 +111,11 @@ def logistic_case():
     }
 
 
-def glmnet_lambdas(x, y, count=100):
+def glmnet_lambdas(x, y, count=100, ratio=None):
     n, p = x.shape
     lambda_max = np.max(np.abs(x.T @ (y - y.mean()))) / n
-    ratio = 0.01 if n < p else 1e-4
+    if ratio is None:
+        ratio = 0.01 if n < p else 1e-4
     return lambda_max * ratio ** (np.arange(count) / (count - 1))
 
 

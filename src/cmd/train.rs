@@ -59,7 +59,12 @@ pub struct Args {
     /// Column of integer fold ids for the training rows, in place of seeded folds.
     #[arg(long)]
     fold_column: Option<String>,
-    /// Which cross-validated lambda to use.
+    /// Smallest lambda of the LASSO path as a fraction of lambda_max; default 0.01 with
+    /// fewer rows than features, 1e-4 otherwise (glmnet's lambda.min.ratio).
+    #[arg(long)]
+    lambda_min_ratio: Option<f64>,
+    /// Cross-validated lambda to use: the largest within one standard error of the minimum
+    /// deviance (1se) or the minimum itself (min).
     #[arg(long, value_enum, default_value = "1se")]
     lambda: LambdaChoice,
     /// Univariate p-value below which a clinical variable enters the multivariate model.
@@ -110,8 +115,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let labels_all = table.label_column(&args.label)?;
     let is_test = test_rows(&args, &table, &labels_all)?;
     let labels = split(&labels_all, &is_test);
-    if labels.train.is_empty() {
-        bail!("no training rows: check --split-column or --test-fraction");
+    let positives = labels.train.iter().filter(|&&y| y).count();
+    let negatives = labels.train.len() - positives;
+    if positives == 0 || negatives == 0 {
+        bail!(
+            "the label {:?} has one class only on the training rows ({positives} positive, \
+             {negatives} negative): training needs both",
+            args.label
+        );
     }
 
     let (features, constant, dimension) = z_scored_features(&args, &table, &is_test)?;
@@ -341,13 +352,12 @@ fn select(
     let lasso_columns: Vec<Vec<f64>> = kept_local.iter().map(|&i| columns[i].clone()).collect();
 
     let folds = fold_ids(args, table, is_test, &labels.train)?;
-    let cv = lasso::cross_validate(
-        &lasso_columns,
-        &labels.train,
-        &folds,
-        &LassoOptions::default(),
-    )
-    .context("lasso cross-validation")?;
+    let options = LassoOptions {
+        lambda_min_ratio: args.lambda_min_ratio,
+        ..LassoOptions::default()
+    };
+    let cv = lasso::cross_validate(&lasso_columns, &labels.train, &folds, &options)
+        .context("lasso cross-validation")?;
     let index = match args.lambda {
         LambdaChoice::OneSe => cv.index_1se,
         LambdaChoice::Min => cv.index_min,
@@ -721,12 +731,31 @@ fn print_summary(summary: &Value) {
 fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<()> {
     std::fs::create_dir_all(directory)
         .with_context(|| format!("cannot create report directory {}", directory.display()))?;
-    let mut page = String::from("# Signature fit\n\n");
+
+    let write = |name: &str, text: String| {
+        let path = directory.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("train.md", markdown_page(summary))?;
+    write("train.json", serde_json::to_string_pretty(summary)?)?;
+    Ok(())
+}
+
+/// Renders the selection counts, the AUC table, the selected features and the
+/// coefficient tables as Markdown.
+fn markdown_page(summary: &Value) -> String {
     let s = &summary["selection"];
+    let mut page = String::from("# Signature fit\n\n| step | features |\n|---|---|\n");
     page.push_str(&format!(
-        "| step | features |\n|---|---|\n| Mann-Whitney p < {MANN_WHITNEY_P} | {} |\n| Spearman |rho| <= {SPEARMAN_THRESHOLD} | {} |\n| LASSO non-zero | {} |\n\n",
-        s["after_mann_whitney"], s["after_spearman"], s["lasso_nonzero"]
+        "| Mann-Whitney p < {MANN_WHITNEY_P} | {} |\n",
+        s["after_mann_whitney"]
     ));
+    page.push_str(&format!(
+        "| Spearman abs(rho) <= {SPEARMAN_THRESHOLD} | {} |\n",
+        s["after_spearman"]
+    ));
+    page.push_str(&format!("| LASSO non-zero | {} |\n\n", s["lasso_nonzero"]));
+
     page.push_str("| model | AUC train | AUC test |\n|---|---|---|\n");
     for (name, key) in [
         ("imaging", "imaging_model"),
@@ -741,6 +770,7 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
             ));
         }
     }
+
     page.push_str("\n## Selected features\n\n| feature | index | coefficient |\n|---|---|---|\n");
     for feature in s["selected"].as_array().into_iter().flatten() {
         page.push_str(&format!(
@@ -748,18 +778,20 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
             feature["name"], feature["index"], feature["coefficient"]
         ));
     }
-    let coefficient_rows = |key: &str| -> Vec<CoefficientRow> {
-        serde_json::from_value(summary[key]["coefficients"].clone()).unwrap_or_default()
-    };
+
     for (title, key) in [
         ("Clinical model", "clinical_model"),
         ("Integrated model", "integrated_model"),
     ] {
-        let rows = coefficient_rows(key);
+        let rows: Vec<CoefficientRow> =
+            serde_json::from_value(summary[key]["coefficients"].clone()).unwrap_or_default();
         if rows.is_empty() {
             continue;
         }
-        page.push_str(&format!("\n## {title}\n\n| variable | estimate | SE | z | p | OR (95% CI) |\n|---|---|---|---|---|---|\n"));
+        page.push_str(&format!("\n## {title}\n\n"));
+        page.push_str(
+            "| variable | estimate | SE | z | p | OR (95% CI) |\n|---|---|---|---|---|---|\n",
+        );
         for r in rows {
             page.push_str(&format!(
                 "| {} | {:.4} | {:.4} | {:.3} | {:.4} | {:.3} ({:.3}-{:.3}) |\n",
@@ -767,11 +799,5 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
             ));
         }
     }
-    let write = |name: &str, text: String| {
-        let path = directory.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write("train.md", page)?;
-    write("train.json", serde_json::to_string_pretty(summary)?)?;
-    Ok(())
+    page
 }
