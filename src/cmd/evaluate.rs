@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use ceus_edge::signature::{ClinicalOutcome, Signature};
 use ceus_edge::stats::calibration::{calibration, decision_curve, hosmer_lemeshow};
-use ceus_edge::stats::roc::{auc_delong, delong_test, youden};
+use ceus_edge::stats::roc::{auc_delong, delong_test, roc_curve, youden};
 use ceus_edge::table::Table;
 
 /// Number of Hosmer-Lemeshow groups.
@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(directory) = &args.report {
         write_report(directory, &summary)?;
+        write_plots(directory, &models, &labels)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -207,7 +208,10 @@ fn evaluate(scores: &[f64], labels: &[bool]) -> anyhow::Result<Value> {
     if auc.variance.is_none() {
         value["notes"] = json!(["the delong variance is undefined with one member in a class"]);
     }
-    let probabilities = scores.iter().all(|&p| p > 0.0 && p < 1.0);
+    // Scores outside [0, 1] are not probabilities, so they get no calibration statistics.
+    // Probabilities of exactly 0 or 1 (a saturated logistic model) still have a decision
+    // curve, and Hosmer-Lemeshow and calibration then report why they are undefined.
+    let probabilities = scores.iter().all(|&p| (0.0..=1.0).contains(&p));
     if !probabilities {
         value["hosmer_lemeshow"] = Value::Null;
         value["calibration"] = Value::Null;
@@ -299,4 +303,247 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
     std::fs::write(&path, serde_json::to_string_pretty(summary)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Line colours of the plotted models, in model order (cycled).
+const COLOURS: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+
+/// Writes roc.svg, calibration.svg and decision_curve.svg into `directory`. Calibration
+/// and decision curves are drawn only for models whose scores are probabilities.
+fn write_plots(
+    directory: &std::path::Path,
+    models: &[Scored],
+    labels: &[bool],
+) -> anyhow::Result<()> {
+    let mut roc = svg::Plot::new("ROC curve", "1 - specificity", "sensitivity");
+    let mut calibration =
+        svg::Plot::new("Calibration (deciles)", "mean predicted", "observed rate");
+    let mut decision = svg::Plot::new("Decision curve", "threshold probability", "net benefit");
+    roc.line("chance", "#999999", &[(0.0, 0.0), (1.0, 1.0)]);
+    calibration.line("ideal", "#999999", &[(0.0, 0.0), (1.0, 1.0)]);
+    decision.y_range = (-0.05, 1.0);
+
+    let mut treat_all_drawn = false;
+    for (k, model) in models.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        roc.line(&model.name, colour, &roc_curve(&model.scores, labels)?);
+        if !model.scores.iter().all(|&p| (0.0..=1.0).contains(&p)) {
+            continue;
+        }
+        calibration.points(&model.name, colour, &decile_points(&model.scores, labels));
+        let curve = decision_curve(&model.scores, labels)?;
+        let points: Vec<(f64, f64)> = curve.iter().map(|p| (p.threshold, p.net_benefit)).collect();
+        decision.line(&model.name, colour, &points);
+        if !treat_all_drawn {
+            let all: Vec<(f64, f64)> = curve.iter().map(|p| (p.threshold, p.treat_all)).collect();
+            decision.line("treat all", "#555555", &all);
+            decision.line("treat none", "#bbbbbb", &[(0.0, 0.0), (1.0, 0.0)]);
+            treat_all_drawn = true;
+        }
+    }
+
+    for (name, plot) in [
+        ("roc.svg", roc),
+        ("calibration.svg", calibration),
+        ("decision_curve.svg", decision),
+    ] {
+        let path = directory.join(name);
+        std::fs::write(&path, plot.render())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Mean prediction and observed event rate in ten groups of equal size, by sorted
+/// prediction.
+fn decile_points(probabilities: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]));
+    let groups = 10.min(order.len());
+    (0..groups)
+        .filter_map(|g| {
+            let members = &order[g * order.len() / groups..(g + 1) * order.len() / groups];
+            if members.is_empty() {
+                return None;
+            }
+            let count = members.len() as f64;
+            let predicted = members.iter().map(|&i| probabilities[i]).sum::<f64>() / count;
+            let observed = members.iter().filter(|&&i| labels[i]).count() as f64 / count;
+            Some((predicted, observed))
+        })
+        .collect()
+}
+
+/// A minimal SVG line and scatter plot, written by hand so that the report needs no font
+/// or drawing library. Axes span [0, 1] unless a range is set.
+mod svg {
+    use std::fmt::Write;
+
+    const WIDTH: f64 = 480.0;
+    const HEIGHT: f64 = 400.0;
+    const MARGIN: f64 = 56.0;
+
+    enum Mark {
+        Line,
+        Points,
+    }
+
+    /// One plotted series: legend name, colour, mark and data points.
+    struct Series {
+        name: String,
+        colour: String,
+        mark: Mark,
+        points: Vec<(f64, f64)>,
+    }
+
+    pub struct Plot {
+        title: String,
+        x_label: String,
+        y_label: String,
+        pub y_range: (f64, f64),
+        series: Vec<Series>,
+    }
+
+    impl Plot {
+        pub fn new(title: &str, x_label: &str, y_label: &str) -> Plot {
+            Plot {
+                title: title.to_string(),
+                x_label: x_label.to_string(),
+                y_label: y_label.to_string(),
+                y_range: (0.0, 1.0),
+                series: Vec::new(),
+            }
+        }
+
+        pub fn line(&mut self, name: &str, colour: &str, points: &[(f64, f64)]) {
+            self.push(name, colour, Mark::Line, points);
+        }
+
+        pub fn points(&mut self, name: &str, colour: &str, points: &[(f64, f64)]) {
+            self.push(name, colour, Mark::Points, points);
+        }
+
+        fn push(&mut self, name: &str, colour: &str, mark: Mark, points: &[(f64, f64)]) {
+            self.series.push(Series {
+                name: name.to_string(),
+                colour: colour.to_string(),
+                mark,
+                points: points.to_vec(),
+            });
+        }
+
+        fn to_pixels(&self, (x, y): (f64, f64)) -> (f64, f64) {
+            let (low, high) = self.y_range;
+            let y = y.clamp(low, high);
+            let px = MARGIN + x.clamp(0.0, 1.0) * (WIDTH - 2.0 * MARGIN);
+            let py = HEIGHT - MARGIN - (y - low) / (high - low) * (HEIGHT - 2.0 * MARGIN);
+            (px, py)
+        }
+
+        pub fn render(&self) -> String {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
+            );
+            let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+            self.render_axes(&mut out);
+            for (k, series) in self.series.iter().enumerate() {
+                let Series {
+                    name,
+                    colour,
+                    mark,
+                    points,
+                } = series;
+                match mark {
+                    Mark::Line => {
+                        let path: Vec<String> = points
+                            .iter()
+                            .map(|&p| {
+                                let (x, y) = self.to_pixels(p);
+                                format!("{x:.1},{y:.1}")
+                            })
+                            .collect();
+                        let _ = writeln!(
+                            out,
+                            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+                            path.join(" ")
+                        );
+                    }
+                    Mark::Points => {
+                        for &p in points {
+                            let (x, y) = self.to_pixels(p);
+                            let _ = writeln!(
+                                out,
+                                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#
+                            );
+                        }
+                    }
+                }
+                let legend_y = MARGIN + 14.0 * k as f64;
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{:.1}" y="{legend_y:.1}" fill="{colour}">{}</text>"#,
+                    WIDTH - MARGIN - 110.0,
+                    escape(name)
+                );
+            }
+            out.push_str("</svg>\n");
+            out
+        }
+
+        fn render_axes(&self, out: &mut String) {
+            let (left, bottom) = self.to_pixels((0.0, self.y_range.0));
+            let (right, top) = self.to_pixels((1.0, self.y_range.1));
+            let _ = writeln!(
+                out,
+                r#"<rect x="{left:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="black"/>"#,
+                right - left,
+                bottom - top
+            );
+            for k in 0..=5 {
+                let fraction = f64::from(k) / 5.0;
+                let (x, _) = self.to_pixels((fraction, 0.0));
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{fraction:.1}</text>"#,
+                    bottom + 16.0
+                );
+                let value = self.y_range.0 + fraction * (self.y_range.1 - self.y_range.0);
+                let (_, y) = self.to_pixels((0.0, value));
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{value:.2}</text>"#,
+                    left - 6.0,
+                    y + 4.0
+                );
+            }
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
+                WIDTH / 2.0,
+                escape(&self.title)
+            );
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                WIDTH / 2.0,
+                HEIGHT - 12.0,
+                escape(&self.x_label)
+            );
+            let _ = writeln!(
+                out,
+                r#"<text x="14" y="{:.1}" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text>"#,
+                HEIGHT / 2.0,
+                HEIGHT / 2.0,
+                escape(&self.y_label)
+            );
+        }
+    }
+
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
 }

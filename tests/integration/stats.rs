@@ -782,6 +782,7 @@ mod commands {
         }
 
         // The written signature evaluates on the same table.
+        let report = directory.path().join("report");
         let (evaluation, _) = run(&[
             "evaluate",
             "--signature",
@@ -790,8 +791,16 @@ mod commands {
             table.to_str().unwrap(),
             "--label",
             "malignant",
+            "--report",
+            report.to_str().unwrap(),
             "--json",
         ]);
+        for name in ["roc.svg", "calibration.svg", "decision_curve.svg"] {
+            let text = std::fs::read_to_string(report.join(name)).unwrap();
+            assert!(text.starts_with("<svg"), "{name}");
+            assert!(text.contains("<polyline"), "{name} has no curve");
+        }
+        assert!(report.join("evaluate.md").exists());
         let models = evaluation["models"].as_object().unwrap();
         assert!(models.contains_key("imaging"));
         assert!(models.contains_key("clinical"));
@@ -884,7 +893,7 @@ mod commands {
             roc["delong_p"].as_f64().unwrap(),
             1e-9,
         );
-        // Scores outside (0, 1) are not probabilities: no calibration statistics.
+        // Scores outside [0, 1] are not probabilities, so they get no calibration statistics.
         assert!(result["models"]["a"]["calibration"].is_null());
     }
 
