@@ -530,6 +530,11 @@ mod signature_file {
         let mut signature = example();
         signature.rad_score.std_devs[1] = 0.0;
         assert!(signature.to_bytes().is_err());
+
+        let mut signature = example();
+        signature.feature_dimension = u32::MAX;
+        let error = signature.to_bytes().unwrap_err();
+        assert!(error.to_string().contains("feature dimension"), "{error}");
     }
 
     #[test]
@@ -959,6 +964,27 @@ mod commands {
             "--json",
         ]);
         assert_eq!(summary["features"]["constant_excluded"][0], "f1");
+        let report = directory.path().join("report");
+        let (_, _) = run(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--lambda",
+            "min",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ]);
+        let page = std::fs::read_to_string(report.join("train.md")).unwrap();
+        assert!(page.contains("| LASSO non-zero |"), "{page}");
         assert!(summary["imaging_model"]["auc"]["test"].is_null());
 
         let stderr = run_failing(&[
@@ -975,5 +1001,38 @@ mod commands {
             out.to_str().unwrap(),
         ]);
         assert!(stderr.contains("use at most 20 folds"), "{stderr}");
+    }
+
+    #[test]
+    fn train_rejects_separated_cohort() {
+        // f0 alone separates the classes, so the integrated model has no finite estimate.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("separated.csv");
+        let mut text = String::from("y,f0,f1\n");
+        for i in 0..40 {
+            let y = i % 2;
+            text.push_str(&format!(
+                "{y},{},{}\n",
+                f64::from(i) + 100.0 * f64::from(y),
+                (i * 37 % 11) as f64
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = directory.path().join("s.sig");
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stderr.contains("separation"), "{stderr}");
+        assert!(!out.exists(), "a signature was written for a diverging fit");
     }
 }
