@@ -128,7 +128,12 @@ def sklearn_lasso(x, y, lam):
     """
     n = x.shape[0]
     model = LogisticRegression(
-        l1_ratio=1.0, C=1.0 / (n * lam), solver="saga", tol=1e-12, max_iter=1_000_000
+        l1_ratio=1.0,
+        C=1.0 / (n * lam),
+        solver="saga",
+        tol=1e-12,
+        max_iter=1_000_000,
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -349,6 +354,15 @@ def calibration_case():
     }
 
 
+def special_case():
+    chi2 = []
+    for df in (1, 2, 3, 5, 8, 17, 40):
+        for x in (0.01, 0.5, 1.0, 3.7, 8.0, 15.0, 30.0, 60.0, 120.0):
+            chi2.append({"x": x, "df": df, "sf": float(scipy.stats.chi2.sf(x, df))})
+    normal = [{"z": z, "sf": float(scipy.stats.norm.sf(z))} for z in (-6.0, -1.5, 0.0, 0.3, 1.96, 4.0, 9.0, 20.0)]
+    return {"chi2_sf": chi2, "normal_sf": normal}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     fixtures = {
@@ -357,6 +371,7 @@ def main():
         "logistic.json": logistic_case(),
         "roc.json": roc_case(),
         "calibration.json": calibration_case(),
+        "special.json": special_case(),
         "lasso.json": lasso_case(),
     }
     for name, value in fixtures.items():

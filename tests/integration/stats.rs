@@ -9,6 +9,7 @@ use ceus_edge::stats::logistic::{fit_logistic, LogisticOptions};
 use ceus_edge::stats::mann_whitney::mann_whitney_u;
 use ceus_edge::stats::roc::{auc_delong, delong_test, youden};
 use ceus_edge::stats::spearman::{redundancy_filter, spearman_matrix};
+use ceus_edge::stats::special::{chi2_sf, normal_sf};
 use ceus_edge::stats::StatsError;
 use serde_json::Value;
 
@@ -57,6 +58,26 @@ fn assert_rel(what: &str, actual: f64, expected: f64, tolerance: f64) {
         ((actual - expected) / scale).abs() <= tolerance,
         "{what}: {actual} differs from {expected} by more than {tolerance} relative"
     );
+}
+
+#[test]
+fn special_functions_match_scipy() {
+    let case = fixture("special.json");
+    for point in case["chi2_sf"].as_array().unwrap() {
+        let x = point["x"].as_f64().unwrap();
+        let df = point["df"].as_f64().unwrap();
+        let what = format!("chi2 sf({x}, {df})");
+        assert_rel(&what, chi2_sf(x, df), point["sf"].as_f64().unwrap(), 1e-12);
+    }
+    for point in case["normal_sf"].as_array().unwrap() {
+        let z = point["z"].as_f64().unwrap();
+        assert_rel(
+            &format!("normal sf({z})"),
+            normal_sf(z),
+            point["sf"].as_f64().unwrap(),
+            1e-12,
+        );
+    }
 }
 
 #[test]
