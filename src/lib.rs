@@ -19,5 +19,6 @@ pub mod preprocess;
 pub mod signature;
 pub mod source;
 pub mod stats;
+pub mod table;
 pub mod tic;
 pub mod tic_plot;

@@ -21,6 +21,8 @@ use crate::stats::special::sigmoid;
 pub const MAGIC: [u8; 8] = *b"CEUSSIG\0";
 /// Format version written by this build, the only one it reads.
 pub const FORMAT_VERSION: u16 = 1;
+/// Largest feature dimension accepted, checked before a feature vector is sized by it.
+pub const MAX_FEATURE_DIMENSION: u32 = 1 << 20;
 /// Largest signature file read: far above a 1920-feature signature (a few tens of KiB).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
@@ -366,6 +368,12 @@ impl Signature {
             return inconsistent(format!(
                 "extractor sha-256 {:?} is not 64 hexadecimal digits",
                 self.extractor_sha256
+            ));
+        }
+        if self.feature_dimension == 0 || self.feature_dimension > MAX_FEATURE_DIMENSION {
+            return inconsistent(format!(
+                "feature dimension {} is outside 1..={MAX_FEATURE_DIMENSION}",
+                self.feature_dimension
             ));
         }
         self.validate_rad_score()?;

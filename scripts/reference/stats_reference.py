@@ -111,10 +111,11 @@ def logistic_case():
     }
 
 
-def glmnet_lambdas(x, y, count=100):
+def glmnet_lambdas(x, y, count=100, ratio=None):
     n, p = x.shape
     lambda_max = np.max(np.abs(x.T @ (y - y.mean()))) / n
-    ratio = 0.01 if n < p else 1e-4
+    if ratio is None:
+        ratio = 0.01 if n < p else 1e-4
     return lambda_max * ratio ** (np.arange(count) / (count - 1))
 
 
@@ -127,7 +128,12 @@ def sklearn_lasso(x, y, lam):
     """
     n = x.shape[0]
     model = LogisticRegression(
-        l1_ratio=1.0, C=1.0 / (n * lam), solver="saga", tol=1e-12, max_iter=1_000_000
+        l1_ratio=1.0,
+        C=1.0 / (n * lam),
+        solver="saga",
+        tol=1e-12,
+        max_iter=1_000_000,
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -148,16 +154,39 @@ def check_kkt(x, y, lam, intercept, coef, tolerance=1e-7):
     assert np.all(np.abs(gradient[~active]) <= lam * (1 + tolerance))
 
 
+def deviance(x, y, intercept, coef):
+    eta = intercept + x @ coef
+    return -2 * np.sum(y * eta - np.logaddexp(0, eta))
+
+
+def glmnet_path(x, y, lambdas):
+    """Fit along the path, stopping as glmnet's binomial path does: after at least 5
+    lambdas, once the deviance ratio exceeds 0.999 or grows by less than 1e-5."""
+    null = deviance(x, y, np.log(y.mean() / (1 - y.mean())), np.zeros(x.shape[1]))
+    path = []
+    previous = 0.0
+    for k, lam in enumerate(lambdas):
+        intercept, coef = sklearn_lasso(x, y, lam)
+        path.append((intercept, coef))
+        ratio = 1 - deviance(x, y, intercept, coef) / null
+        if k + 1 >= 5 and (ratio > 0.999 or ratio - previous < 1e-5):
+            break
+        previous = ratio
+    return path
+
+
 def cv_deviance(x, y, folds, lambdas):
-    """cv.glmnet's grouped binomial deviance: per-fold means, weighted by fold size."""
+    """cv.glmnet's grouped binomial deviance: per-fold means, weighted by fold size.
+    A fold path that stops early predicts with its last fit at the remaining lambdas."""
     k = folds.max() + 1
     means = np.zeros((k, len(lambdas)))
     sizes = np.zeros(k)
     for fold in range(k):
         train, test = folds != fold, folds == fold
         sizes[fold] = test.sum()
-        for j, lam in enumerate(lambdas):
-            b0, b = sklearn_lasso(x[train], y[train], lam)
+        path = glmnet_path(x[train], y[train], lambdas)
+        for j in range(len(lambdas)):
+            b0, b = path[min(j, len(path) - 1)]
             prob = np.clip(1 / (1 + np.exp(-(b0 + x[test] @ b))), 1e-5, 1 - 1e-5)
             dev = -2 * (y[test] * np.log(prob) + (1 - y[test]) * np.log(1 - prob))
             means[fold, j] = dev.mean()
@@ -175,15 +204,16 @@ def lasso_case():
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
     x = (raw - raw.mean(0)) / raw.std(0, ddof=1)
     lambdas = glmnet_lambdas(x, y, 100)
-    # Every fifth lambda keeps the fixture small; the path is still fitted at all 100.
-    checked = list(range(0, 100, 5))
-    path = [sklearn_lasso(x, y, lambdas[j]) for j in checked]
+    full_path = glmnet_path(x, y, lambdas)
+    # Every fifth lambda keeps the fixture small.
+    checked = list(range(0, len(full_path), 5))
+    path = [full_path[j] for j in checked]
 
     folds = np.zeros(n, dtype=int)
     for cls in (0.0, 1.0):
         members = rng.permutation(np.flatnonzero(y == cls))
         folds[members] = np.arange(len(members)) % 5
-    cv_lambdas = lambdas[:60]
+    cv_lambdas = lambdas[: len(full_path)]
     cvm, cvsd = cv_deviance(x, y, folds, cv_lambdas)
     index_min = int(np.flatnonzero(cvm <= cvm.min())[0])
     index_1se = int(np.flatnonzero(cvm <= cvm[index_min] + cvsd[index_min])[0])
@@ -191,11 +221,11 @@ def lasso_case():
         "columns": [x[:, j].tolist() for j in range(p)],
         "labels": (y == 1).tolist(),
         "lambdas": lambdas.tolist(),
+        "path_length": len(full_path),
         "checked": checked,
         "intercepts": [b0 for b0, _ in path],
         "coefficients": [b.tolist() for _, b in path],
         "folds": folds.tolist(),
-        "cv_lambda_count": len(cv_lambdas),
         "cv_mean": cvm.tolist(),
         "cv_std_error": cvsd.tolist(),
         "index_min": index_min,
@@ -324,6 +354,15 @@ def calibration_case():
     }
 
 
+def special_case():
+    chi2 = []
+    for df in (1, 2, 3, 5, 8, 17, 40):
+        for x in (0.01, 0.5, 1.0, 3.7, 8.0, 15.0, 30.0, 60.0, 120.0):
+            chi2.append({"x": x, "df": df, "sf": float(scipy.stats.chi2.sf(x, df))})
+    normal = [{"z": z, "sf": float(scipy.stats.norm.sf(z))} for z in (-6.0, -1.5, 0.0, 0.3, 1.96, 4.0, 9.0, 20.0)]
+    return {"chi2_sf": chi2, "normal_sf": normal}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     fixtures = {
@@ -332,6 +371,7 @@ def main():
         "logistic.json": logistic_case(),
         "roc.json": roc_case(),
         "calibration.json": calibration_case(),
+        "special.json": special_case(),
         "lasso.json": lasso_case(),
     }
     for name, value in fixtures.items():

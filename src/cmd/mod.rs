@@ -3,11 +3,14 @@
 mod analyze;
 mod clinical;
 mod demo;
+mod evaluate;
 mod infer;
-mod models;
 mod inspect;
+mod models;
 mod phantom;
 mod tic;
+mod train;
+mod train;
 
 use clap::Subcommand;
 
@@ -25,6 +28,12 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Analyse a generated phantom exam with the bundled demo model and signature.
     Demo(demo::Args),
+    /// Fit a deep-radiomics signature (feature selection, LASSO, clinical and integrated
+    /// models) on a cohort table.
+    Train(Box<train::Args>),
+    /// Evaluate a signature or precomputed scores: AUC with DeLong CI, Youden cut-off,
+    /// calibration, decision curve and DeLong comparisons.
+    Evaluate(Box<evaluate::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -35,5 +44,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Evaluate(args) => evaluate::run(*args),
     }
 }

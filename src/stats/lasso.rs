@@ -26,7 +26,18 @@ pub struct LassoOptions {
     pub tolerance: f64,
     pub max_outer_iterations: usize,
     pub max_inner_sweeps: usize,
+    /// Stop the path early by glmnet's rules for the binomial family (after at least 5
+    /// lambdas): when the deviance ratio exceeds 0.999, or grows by less than 1e-5 from
+    /// one lambda to the next.
+    pub early_stop: bool,
 }
+
+/// Deviance ratio beyond which the path stops (glmnet's `devmax`).
+const MAX_DEVIANCE_RATIO: f64 = 0.999;
+/// Smallest growth of the deviance ratio that continues the path (glmnet's `fdev`).
+const MIN_DEVIANCE_RATIO_GAIN: f64 = 1e-5;
+/// Number of lambdas fitted before the early-stop rules apply (glmnet's `mnlam`).
+const MIN_LAMBDAS_BEFORE_STOP: usize = 5;
 
 impl Default for LassoOptions {
     /// 100 lambdas and a coefficient tolerance of 1e-10, tighter than glmnet's `thresh`
@@ -38,6 +49,7 @@ impl Default for LassoOptions {
             tolerance: 1e-10,
             max_outer_iterations: 500,
             max_inner_sweeps: 100_000,
+            early_stop: true,
         }
     }
 }
@@ -120,9 +132,11 @@ pub fn lambda_path(
         .collect())
 }
 
-/// Fits the lasso at every lambda of `lambdas` (decreasing), each fit warm-started from the
-/// previous one. A lambda whose descent misses the tolerance keeps its last iterate and is
-/// flagged in [`LassoPath::converged`].
+/// Fits the lasso at the lambdas of `lambdas` (decreasing), each fit warm-started from the
+/// previous one. With [`LassoOptions::early_stop`] the path may end before the last
+/// lambda, so the returned path can be shorter than `lambdas`. A lambda whose descent
+/// misses the tolerance keeps its last iterate and is flagged in
+/// [`LassoPath::converged`].
 pub fn lasso_path(
     columns: &[Vec<f64>],
     labels: &[bool],
@@ -137,7 +151,9 @@ pub fn lasso_path(
         coefficients: Vec::with_capacity(lambdas.len()),
         converged: Vec::with_capacity(lambdas.len()),
     };
-    for &lambda in lambdas {
+    let null_deviance = solver.deviance();
+    let mut previous_ratio = 0.0;
+    for (k, &lambda) in lambdas.iter().enumerate() {
         let converged = solver.solve(lambda, options);
         if !converged {
             log::warn!("lasso descent did not converge at lambda {lambda:.6e}");
@@ -145,7 +161,19 @@ pub fn lasso_path(
         path.intercepts.push(solver.intercept);
         path.coefficients.push(solver.beta.clone());
         path.converged.push(converged);
+
+        let ratio = 1.0 - solver.deviance() / null_deviance;
+        let stop = ratio > MAX_DEVIANCE_RATIO || ratio - previous_ratio < MIN_DEVIANCE_RATIO_GAIN;
+        if options.early_stop && k + 1 >= MIN_LAMBDAS_BEFORE_STOP && stop {
+            log::debug!(
+                "lasso path stops after {} lambdas (deviance ratio {ratio:.6})",
+                k + 1
+            );
+            break;
+        }
+        previous_ratio = ratio;
     }
+    path.lambdas.truncate(path.coefficients.len());
     Ok(path)
 }
 
@@ -204,7 +232,8 @@ fn check_fold_count(labels: &[bool], folds: usize) -> Result<(), StatsError> {
 }
 
 /// Cross-validates the lasso along the path of the full data, as `cv.glmnet` does with
-/// `type.measure = "deviance"` and `grouped = TRUE`.
+/// `type.measure = "deviance"` and `grouped = TRUE`. The folds are fitted at the lambdas
+/// of the full-data path, after its early stop.
 ///
 /// Each fold's held-out binomial deviance (probabilities clipped to [1e-5, 1 - 1e-5]) is
 /// averaged within the fold. `cv_mean` is the mean over folds weighted by fold size, and
@@ -224,8 +253,9 @@ pub fn cross_validate(
     let folds = fold_ids.iter().copied().max().map_or(0, |m| m + 1);
     check_fold_count(labels, folds)?;
 
-    let lambdas = lambda_path(columns, labels, options)?;
-    let path = lasso_path(columns, labels, &lambdas, options)?;
+    let candidates = lambda_path(columns, labels, options)?;
+    let path = lasso_path(columns, labels, &candidates, options)?;
+    let lambdas = path.lambdas.clone();
 
     let mut fold_means = Vec::with_capacity(folds);
     let mut fold_sizes = Vec::with_capacity(folds);
@@ -274,8 +304,12 @@ fn fold_deviance(
     let train_labels: Vec<bool> = train.iter().map(|&i| labels[i]).collect();
     let path = lasso_path(&train_columns, &train_labels, lambdas, options)?;
 
+    // A fold path that stopped early predicts with its last solution at the remaining
+    // lambdas, as cv.glmnet does.
+    let last = path.coefficients.len() - 1;
     let deviances = (0..lambdas.len())
         .map(|k| {
+            let k = k.min(last);
             let total: f64 = test
                 .iter()
                 .map(|&i| {
@@ -381,6 +415,17 @@ impl<'a> Solver<'a> {
         eta
     }
 
+    /// Binomial deviance, -2 log-likelihood, of the current solution.
+    fn deviance(&self) -> f64 {
+        let eta = self.linear_predictor();
+        let log_likelihood: f64 = eta
+            .iter()
+            .zip(&self.targets)
+            .map(|(&e, &y)| y * e - (e.max(0.0) + (-e.abs()).exp().ln_1p()))
+            .sum();
+        -2.0 * log_likelihood
+    }
+
     /// Runs IRLS outer steps, each solving the penalised weighted least squares by cyclic
     /// coordinate descent, until the largest coefficient change of an outer step is below
     /// the tolerance. Returns whether it converged.
@@ -416,8 +461,13 @@ impl<'a> Solver<'a> {
         false
     }
 
+    /// NOTE: near separation (small lambda, most weights p(1 - p) tiny) the descent
+    /// converges slowly, and a path down to lambda_max * 1e-4 can take minutes.
+    ///
     /// Coordinate descent on (1 / 2n) sum w_i (r_i)^2 + lambda |b|_1, where `residuals`
-    /// contains the working residuals and is updated in place.
+    /// contains the working residuals and is updated in place. As in glmnet, a sweep over
+    /// every coordinate is followed by sweeps over the non-zero ones until they settle,
+    /// then by another full sweep to check that no other coordinate moves.
     fn descend(
         &mut self,
         lambda: f64,
@@ -426,51 +476,85 @@ impl<'a> Solver<'a> {
         residuals: &mut [f64],
         options: &LassoOptions,
     ) {
+        let threshold = options.tolerance * 0.01;
         let weight_sum: f64 = weights.iter().sum();
         let curvature: Vec<f64> = self
             .columns
             .iter()
             .map(|c| c.iter().zip(weights).map(|(x, w)| w * x * x).sum::<f64>() / n)
             .collect();
-        for _ in 0..options.max_inner_sweeps {
-            let mut largest = 0.0_f64;
-
-            let shift = residuals
-                .iter()
-                .zip(weights)
-                .map(|(r, w)| w * r)
-                .sum::<f64>()
-                / weight_sum;
-            self.intercept += shift;
-            residuals.iter_mut().for_each(|r| *r -= shift);
-            largest = largest.max(shift.abs());
-
-            for (j, column) in self.columns.iter().enumerate() {
-                if curvature[j] == 0.0 {
-                    continue;
-                }
-                let gradient: f64 = column
-                    .iter()
-                    .zip(weights)
-                    .zip(residuals.iter())
-                    .map(|((x, w), r)| w * x * r)
-                    .sum::<f64>()
-                    / n;
-                let old = self.beta[j];
-                let new = soft_threshold(gradient + curvature[j] * old, lambda) / curvature[j];
-                if new != old {
-                    let delta = new - old;
-                    for (r, x) in residuals.iter_mut().zip(column) {
-                        *r -= delta * x;
-                    }
-                    self.beta[j] = new;
-                    largest = largest.max(delta.abs());
-                }
-            }
-            if largest < options.tolerance * 0.01 {
+        let all: Vec<usize> = (0..self.columns.len()).collect();
+        let mut sweeps = 0;
+        while sweeps < options.max_inner_sweeps {
+            sweeps += 1;
+            let largest = self.sweep(&all, lambda, n, weights, weight_sum, &curvature, residuals);
+            if largest < threshold {
                 break;
             }
+            let active: Vec<usize> = all
+                .iter()
+                .copied()
+                .filter(|&j| self.beta[j] != 0.0)
+                .collect();
+            while sweeps < options.max_inner_sweeps {
+                sweeps += 1;
+                let largest = self.sweep(
+                    &active, lambda, n, weights, weight_sum, &curvature, residuals,
+                );
+                if largest < threshold {
+                    break;
+                }
+            }
         }
+    }
+
+    /// Updates the intercept and then each coordinate in `coordinates` once. Returns the
+    /// largest change.
+    #[allow(clippy::too_many_arguments)]
+    fn sweep(
+        &mut self,
+        coordinates: &[usize],
+        lambda: f64,
+        n: f64,
+        weights: &[f64],
+        weight_sum: f64,
+        curvature: &[f64],
+        residuals: &mut [f64],
+    ) -> f64 {
+        let shift = residuals
+            .iter()
+            .zip(weights)
+            .map(|(r, w)| w * r)
+            .sum::<f64>()
+            / weight_sum;
+        self.intercept += shift;
+        residuals.iter_mut().for_each(|r| *r -= shift);
+        let mut largest = shift.abs();
+
+        for &j in coordinates {
+            if curvature[j] == 0.0 {
+                continue;
+            }
+            let column = &self.columns[j];
+            let gradient: f64 = column
+                .iter()
+                .zip(weights)
+                .zip(residuals.iter())
+                .map(|((x, w), r)| w * x * r)
+                .sum::<f64>()
+                / n;
+            let old = self.beta[j];
+            let new = soft_threshold(gradient + curvature[j] * old, lambda) / curvature[j];
+            if new != old {
+                let delta = new - old;
+                for (r, x) in residuals.iter_mut().zip(column) {
+                    *r -= delta * x;
+                }
+                self.beta[j] = new;
+                largest = largest.max(delta.abs());
+            }
+        }
+        largest
     }
 }
 

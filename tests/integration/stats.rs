@@ -9,6 +9,7 @@ use ceus_edge::stats::logistic::{fit_logistic, LogisticOptions};
 use ceus_edge::stats::mann_whitney::mann_whitney_u;
 use ceus_edge::stats::roc::{auc_delong, delong_test, youden};
 use ceus_edge::stats::spearman::{redundancy_filter, spearman_matrix};
+use ceus_edge::stats::special::{chi2_sf, normal_sf};
 use ceus_edge::stats::StatsError;
 use serde_json::Value;
 
@@ -57,6 +58,26 @@ fn assert_rel(what: &str, actual: f64, expected: f64, tolerance: f64) {
         ((actual - expected) / scale).abs() <= tolerance,
         "{what}: {actual} differs from {expected} by more than {tolerance} relative"
     );
+}
+
+#[test]
+fn special_functions_match_scipy() {
+    let case = fixture("special.json");
+    for point in case["chi2_sf"].as_array().unwrap() {
+        let x = point["x"].as_f64().unwrap();
+        let df = point["df"].as_f64().unwrap();
+        let what = format!("chi2 sf({x}, {df})");
+        assert_rel(&what, chi2_sf(x, df), point["sf"].as_f64().unwrap(), 1e-12);
+    }
+    for point in case["normal_sf"].as_array().unwrap() {
+        let z = point["z"].as_f64().unwrap();
+        assert_rel(
+            &format!("normal sf({z})"),
+            normal_sf(z),
+            point["sf"].as_f64().unwrap(),
+            1e-12,
+        );
+    }
 }
 
 #[test]
@@ -144,6 +165,12 @@ fn lasso_path_matches_sklearn() {
     }
 
     let path = lasso::lasso_path(&data, &labels, &lambdas, &options).unwrap();
+    let length = case["path_length"].as_u64().unwrap() as usize;
+    assert_eq!(
+        path.lambdas.len(),
+        length,
+        "early stop after a different lambda"
+    );
     let checked = case["checked"].as_array().unwrap();
     let intercepts = floats(&case["intercepts"]);
     for (row, k) in checked.iter().enumerate() {
@@ -178,15 +205,7 @@ fn lasso_cv_matches_sklearn_on_same_folds() {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    let count = case["cv_lambda_count"].as_u64().unwrap() as usize;
-    // The reference cross-validates the first `count` lambdas of the 100-value path, so the
-    // minimum ratio is set to make this path's first `count` values the same.
-    let full = lasso::lambda_path(&data, &labels, &LassoOptions::default()).unwrap();
-    let options = LassoOptions {
-        lambda_count: count,
-        lambda_min_ratio: Some(full[count - 1] / full[0]),
-        ..LassoOptions::default()
-    };
+    let options = LassoOptions::default();
     let cv = lasso::cross_validate(&data, &labels, &folds, &options).unwrap();
     for (k, e) in floats(&case["cv_mean"]).iter().enumerate() {
         assert_abs(&format!("cv mean at lambda {k}"), cv.cv_mean[k], *e, 1e-4);
@@ -199,6 +218,10 @@ fn lasso_cv_matches_sklearn_on_same_folds() {
             1e-4,
         );
     }
+    assert_eq!(
+        cv.cv_mean.len(),
+        case["path_length"].as_u64().unwrap() as usize
+    );
     assert_eq!(cv.index_min, case["index_min"].as_u64().unwrap() as usize);
     assert_eq!(cv.index_1se, case["index_1se"].as_u64().unwrap() as usize);
 }
@@ -528,6 +551,11 @@ mod signature_file {
         let mut signature = example();
         signature.rad_score.std_devs[1] = 0.0;
         assert!(signature.to_bytes().is_err());
+
+        let mut signature = example();
+        signature.feature_dimension = u32::MAX;
+        let error = signature.to_bytes().unwrap_err();
+        assert!(error.to_string().contains("feature dimension"), "{error}");
     }
 
     #[test]
@@ -616,5 +644,416 @@ mod signature_file {
         assert!(text.contains("feature_dimension = 1920"), "{text}");
         assert!(text.contains("resize = \"squash\""), "{text}");
         assert!(text.contains("[rad_score]"), "{text}");
+    }
+}
+
+mod commands {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use serde_json::Value;
+
+    use super::{assert_abs, assert_rel, fixture, floats};
+
+    fn fixture_path(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/stats")
+            .join(name)
+    }
+
+    fn run(args: &[&str]) -> (Value, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(
+            output.status.success(),
+            "ceus-edge {args:?} failed: {stderr}"
+        );
+        (serde_json::from_slice(&output.stdout).unwrap(), stderr)
+    }
+
+    fn run_failing(args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "ceus-edge {args:?} did not fail"
+        );
+        String::from_utf8_lossy(&output.stderr).to_string()
+    }
+
+    #[test]
+    fn train_breast_cancer_matches_sklearn() {
+        let expected = fixture("breast_cancer_expected.json");
+        let directory = tempfile::tempdir().unwrap();
+        let signature = directory.path().join("bc.sig");
+        let table = fixture_path("breast_cancer.csv");
+        let (summary, _) = run(&[
+            "train",
+            "--table",
+            table.to_str().unwrap(),
+            "--label",
+            "malignant",
+            "--split-column",
+            "split",
+            "--fold-column",
+            "fold",
+            "--lambda-min-ratio",
+            "0.01",
+            "--clinical",
+            "c_texture,c_smoothness",
+            "--out",
+            signature.to_str().unwrap(),
+            "--json",
+        ]);
+        let selection = &summary["selection"];
+        for key in ["after_mann_whitney", "after_spearman", "lasso_nonzero"] {
+            assert_eq!(selection[key], expected[key], "{key}");
+        }
+        let selected: Vec<&str> = selection["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        let expected_names: Vec<&str> = expected["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(selected, expected_names);
+        for key in ["lambda_min", "lambda_1se"] {
+            assert_rel(
+                key,
+                selection[key].as_f64().unwrap(),
+                expected[key].as_f64().unwrap(),
+                1e-9,
+            );
+        }
+        for (feature, e) in selection["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(floats(&expected["lasso_coefficients"]))
+        {
+            assert_abs(
+                "lasso coefficient",
+                feature["coefficient"].as_f64().unwrap(),
+                e,
+                1e-4,
+            );
+        }
+
+        let auc = &summary["imaging_model"]["auc"];
+        assert_abs(
+            "imaging auc train",
+            auc["train"].as_f64().unwrap(),
+            expected["imaging_auc_train"].as_f64().unwrap(),
+            1e-9,
+        );
+        assert_abs(
+            "imaging auc test",
+            auc["test"].as_f64().unwrap(),
+            expected["imaging_auc_test"].as_f64().unwrap(),
+            1e-9,
+        );
+
+        let clinical = &summary["clinical_model"];
+        let rows = clinical["coefficients"].as_array().unwrap();
+        let estimates = floats(&expected["clinical_coefficients"]);
+        let errors = floats(&expected["clinical_std_errors"]);
+        assert_eq!(rows.len(), estimates.len());
+        for (k, row) in rows.iter().enumerate() {
+            assert_rel(
+                "clinical estimate",
+                row["estimate"].as_f64().unwrap(),
+                estimates[k],
+                1e-6,
+            );
+            assert_rel(
+                "clinical std error",
+                row["std_error"].as_f64().unwrap(),
+                errors[k],
+                1e-6,
+            );
+        }
+        assert_eq!(rows[0]["name"], "(intercept)");
+        assert_abs(
+            "clinical auc test",
+            clinical["auc"]["test"].as_f64().unwrap(),
+            expected["clinical_auc_test"].as_f64().unwrap(),
+            1e-9,
+        );
+
+        let integrated = summary["integrated_model"]["coefficients"]
+            .as_array()
+            .unwrap();
+        for (row, e) in integrated
+            .iter()
+            .zip(floats(&expected["integrated_coefficients"]))
+        {
+            // The rad-score carries the lasso's 1e-4 agreement into this fit.
+            assert_abs(
+                "integrated estimate",
+                row["estimate"].as_f64().unwrap(),
+                e,
+                1e-3,
+            );
+        }
+
+        // The written signature evaluates on the same table.
+        let report = directory.path().join("report");
+        let (evaluation, _) = run(&[
+            "evaluate",
+            "--signature",
+            signature.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--label",
+            "malignant",
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ]);
+        for name in ["roc.svg", "calibration.svg", "decision_curve.svg"] {
+            let text = std::fs::read_to_string(report.join(name)).unwrap();
+            assert!(text.starts_with("<svg"), "{name}");
+            assert!(text.contains("<polyline"), "{name} has no curve");
+        }
+        assert!(report.join("evaluate.md").exists());
+        let models = evaluation["models"].as_object().unwrap();
+        assert!(models.contains_key("imaging"));
+        assert!(models.contains_key("clinical"));
+        assert!(models.contains_key("integrated"));
+        assert_eq!(evaluation["delong_tests"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn evaluate_scores_matches_reference() {
+        let case = fixture("calibration.json");
+        let roc = fixture("roc.json");
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("scores.csv");
+        let mut text = String::from("y,p\n");
+        for (p, y) in floats(&case["probabilities"])
+            .iter()
+            .zip(case["labels"].as_array().unwrap())
+        {
+            text.push_str(&format!("{},{:e}\n", u8::from(y.as_bool().unwrap()), p));
+        }
+        std::fs::write(&path, text).unwrap();
+        let (result, _) = run(&[
+            "evaluate",
+            "--scores",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--score",
+            "p",
+            "--json",
+        ]);
+        let model = &result["models"]["p"];
+        let hl = &case["hosmer_lemeshow"];
+        assert_abs(
+            "chi2",
+            model["hosmer_lemeshow"]["chi2"].as_f64().unwrap(),
+            hl["chi2"].as_f64().unwrap(),
+            1e-9,
+        );
+        assert_eq!(model["hosmer_lemeshow"]["df"], hl["df"]);
+        assert_rel(
+            "slope",
+            model["calibration"]["slope"].as_f64().unwrap(),
+            case["slope"].as_f64().unwrap(),
+            1e-6,
+        );
+        assert_rel(
+            "citl",
+            model["calibration"]["citl"].as_f64().unwrap(),
+            case["citl"].as_f64().unwrap(),
+            1e-6,
+        );
+        assert_eq!(model["decision_curve"].as_array().unwrap().len(), 99);
+        for key in ["auc", "auc_var_delong", "auc_ci95", "youden"] {
+            assert!(!model[key].is_null(), "{key} missing");
+        }
+
+        let path = directory.path().join("two.csv");
+        let mut text = String::from("y,a,b\n");
+        for ((y, a), b) in roc["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(floats(&roc["first"]))
+            .zip(floats(&roc["second"]))
+        {
+            text.push_str(&format!("{},{a:?},{b:?}\n", u8::from(y.as_bool().unwrap())));
+        }
+        std::fs::write(&path, text).unwrap();
+        let (result, _) = run(&[
+            "evaluate",
+            "--scores",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--score",
+            "a,b",
+            "--json",
+        ]);
+        let test = &result["delong_tests"][0];
+        assert_abs(
+            "delong z",
+            test["z"].as_f64().unwrap(),
+            roc["delong_z"].as_f64().unwrap(),
+            1e-9,
+        );
+        assert_abs(
+            "delong p",
+            test["p_value"].as_f64().unwrap(),
+            roc["delong_p"].as_f64().unwrap(),
+            1e-9,
+        );
+        // Scores outside [0, 1] are not probabilities, so they get no calibration statistics.
+        assert!(result["models"]["a"]["calibration"].is_null());
+    }
+
+    #[test]
+    fn train_errors_name_row_and_column() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("bad.csv");
+        std::fs::write(&path, "y,f0,f1\n1,0.5,2\n0,abc,3\n").unwrap();
+        let out = directory.path().join("s.sig");
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stderr.contains("line 3, column \"f0\""), "{stderr}");
+
+        std::fs::write(&path, "y,f0\n1,1\n1,2\n1,3\n").unwrap();
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stderr.contains("one class"), "{stderr}");
+    }
+
+    #[test]
+    fn train_excludes_constant_feature() {
+        // 40 rows: f0 separates the classes partly, f1 is constant, f2 is noise.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("cohort.csv");
+        let mut text = String::from("y,f0,f1,f2\n");
+        for i in 0..40 {
+            let y = i % 2;
+            let f0 = f64::from(i % 7) + 3.0 * f64::from(y);
+            text.push_str(&format!("{y},{f0},5,{}\n", (i * 37 % 11) as f64));
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = directory.path().join("s.sig");
+        let (summary, _) = run(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--lambda",
+            "min",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(summary["features"]["constant_excluded"][0], "f1");
+        let report = directory.path().join("report");
+        let (_, _) = run(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--lambda",
+            "min",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ]);
+        let page = std::fs::read_to_string(report.join("train.md")).unwrap();
+        assert!(page.contains("| LASSO non-zero |"), "{page}");
+        assert!(summary["imaging_model"]["auc"]["test"].is_null());
+
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "25",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stderr.contains("use at most 20 folds"), "{stderr}");
+    }
+
+    #[test]
+    fn train_rejects_separated_cohort() {
+        // f0 alone separates the classes, so the integrated model has no finite estimate.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("separated.csv");
+        let mut text = String::from("y,f0,f1\n");
+        for i in 0..40 {
+            let y = i % 2;
+            text.push_str(&format!(
+                "{y},{},{}\n",
+                f64::from(i) + 100.0 * f64::from(y),
+                (i * 37 % 11) as f64
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = directory.path().join("s.sig");
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stderr.contains("separation"), "{stderr}");
+        assert!(!out.exists(), "a signature was written for a diverging fit");
     }
 }

@@ -1,0 +1,803 @@
+//! `ceus-edge train`: fit a deep-radiomics signature on a cohort table.
+//!
+//! The steps follow the feature-selection chain of deep-radiomics work: z-score every
+//! feature with the training rows' mean and sample standard deviation, keep features with
+//! Mann-Whitney p < 0.05, drop redundant ones (|Spearman rho| > 0.9), fit a LASSO logistic
+//! model chosen by cross-validation, then fit the clinical and integrated logistic models.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use ceus_edge::signature::{
+    ClinicalModel, ClinicalVariable, IntegratedModel, ModelAucs, Preprocessing, RadScore,
+    Signature, FORMAT_VERSION,
+};
+use ceus_edge::stats::lasso::{self, LassoOptions};
+use ceus_edge::stats::logistic::{fit_logistic, CoefficientRow, LogisticFit, LogisticOptions};
+use ceus_edge::stats::mann_whitney::mann_whitney_u;
+use ceus_edge::stats::roc::{auc_delong, youden};
+use ceus_edge::stats::spearman::redundancy_filter;
+use ceus_edge::table::Table;
+
+/// Significance level of the Mann-Whitney filter.
+const MANN_WHITNEY_P: f64 = 0.05;
+/// |rho| above which two features count as redundant.
+const SPEARMAN_THRESHOLD: f64 = 0.9;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Cohort CSV: a header row, one row per exam.
+    #[arg(long)]
+    table: PathBuf,
+    /// Column with the outcome, 1 (positive) or 0.
+    #[arg(long)]
+    label: String,
+    /// Feature columns are those whose name starts with this prefix; with names PREFIX0,
+    /// PREFIX1, ... the number is the index into the extractor's feature vector.
+    #[arg(long, default_value = "f")]
+    features_prefix: String,
+    /// Clinical columns, comma-separated, candidates for the clinical model.
+    #[arg(long, value_delimiter = ',')]
+    clinical: Vec<String>,
+    /// Column whose values "train" and "test" split the rows.
+    #[arg(long, conflicts_with = "test_fraction")]
+    split_column: Option<String>,
+    /// Fraction of rows held out for testing, stratified by label; 0 fits on all rows.
+    #[arg(long, default_value_t = 0.3)]
+    test_fraction: f64,
+    /// Seed of the train/test split and of the cross-validation folds.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of cross-validation folds for the LASSO.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..))]
+    folds: u16,
+    /// Column of integer fold ids for the training rows, in place of seeded folds.
+    #[arg(long)]
+    fold_column: Option<String>,
+    /// Smallest lambda of the LASSO path as a fraction of lambda_max; default 0.01 with
+    /// fewer rows than features, 1e-4 otherwise (glmnet's lambda.min.ratio).
+    #[arg(long)]
+    lambda_min_ratio: Option<f64>,
+    /// Cross-validated lambda to use: the largest within one standard error of the minimum
+    /// deviance (1se) or the minimum itself (min).
+    #[arg(long, value_enum, default_value = "1se")]
+    lambda: LambdaChoice,
+    /// Univariate p-value below which a clinical variable enters the multivariate model.
+    #[arg(long, default_value_t = 0.1)]
+    clinical_p: f64,
+    /// Signature file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory for a Markdown report of the fit.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print the fit summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// SHA-256 (hex) of the feature extractor that produced the features.
+    #[arg(long)]
+    extractor_sha256: Option<String>,
+    /// Mark the signature as a demo artefact (synthetic data, not for clinical use).
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+enum LambdaChoice {
+    #[value(name = "1se")]
+    OneSe,
+    Min,
+}
+
+/// Training and test rows of one column.
+struct Split<T> {
+    train: Vec<T>,
+    test: Vec<T>,
+}
+
+/// A z-scored feature column.
+struct Feature {
+    name: String,
+    index: u32,
+    mean: f64,
+    std_dev: f64,
+    values: Split<f64>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    check_args(&args)?;
+    let table = Table::read(&args.table)?;
+    let labels_all = table.label_column(&args.label)?;
+    let is_test = test_rows(&args, &table, &labels_all)?;
+    let labels = split(&labels_all, &is_test);
+    let positives = labels.train.iter().filter(|&&y| y).count();
+    let negatives = labels.train.len() - positives;
+    if positives == 0 || negatives == 0 {
+        bail!(
+            "the label {:?} has one class only on the training rows ({positives} positive, \
+             {negatives} negative): training needs both",
+            args.label
+        );
+    }
+
+    let (features, constant, dimension) = z_scored_features(&args, &table, &is_test)?;
+    let selection = select(&args, &table, &is_test, &features, &labels)?;
+    let selected: Vec<&Feature> = selection.kept.iter().map(|&k| &features[k]).collect();
+
+    let rad_scores = rad_scores(&selected, &selection);
+    let imaging = imaging_summary(&rad_scores, &labels)?;
+    let clinical = clinical_models(&args, &table, &is_test, &labels, &rad_scores)?;
+
+    let signature = build_signature(&args, dimension, &selected, &selection, &imaging, &clinical);
+    signature
+        .save(&args.out)
+        .with_context(|| format!("cannot write the signature to {}", args.out.display()))?;
+
+    let summary = json!({
+        "rows": {"train": labels.train.len(), "test": labels.test.len()},
+        "features": {
+            "total": features.len() + constant.len(),
+            "constant_excluded": constant,
+        },
+        "selection": selection_json(&args, &selection, &features),
+        "imaging_model": imaging.json,
+        "clinical_model": clinical.clinical_json,
+        "integrated_model": clinical.integrated_json,
+        "signature": args.out.display().to_string(),
+    });
+    if let Some(directory) = &args.report {
+        write_report(directory, &summary)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.test_fraction) {
+        bail!(
+            "--test-fraction {} is outside [0, 1): give the share of rows to hold out",
+            args.test_fraction
+        );
+    }
+    if !(args.clinical_p > 0.0 && args.clinical_p <= 1.0) {
+        bail!("--clinical-p {} is outside (0, 1]", args.clinical_p);
+    }
+    if let Some(hash) = &args.extractor_sha256 {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--extractor-sha256 {hash:?} is not 64 hexadecimal digits");
+        }
+    }
+    Ok(())
+}
+
+/// Marks each row as a test row, from the split column or by a stratified seeded draw.
+fn test_rows(args: &Args, table: &Table, labels: &[bool]) -> anyhow::Result<Vec<bool>> {
+    if let Some(column) = &args.split_column {
+        let values = table.text_column(column)?;
+        return values
+            .iter()
+            .zip(&table.lines)
+            .map(|(value, line)| match *value {
+                "train" => Ok(false),
+                "test" => Ok(true),
+                other => bail!(
+                    "line {line}, column {column:?}: {other:?} is neither \"train\" nor \"test\""
+                ),
+            })
+            .collect();
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut is_test = vec![false; labels.len()];
+    for class in [true, false] {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        let count = (members.len() as f64 * args.test_fraction).round() as usize;
+        for &i in &members[..count] {
+            is_test[i] = true;
+        }
+    }
+    Ok(is_test)
+}
+
+fn split<T: Clone>(values: &[T], is_test: &[bool]) -> Split<T> {
+    let mut result = Split {
+        train: Vec::new(),
+        test: Vec::new(),
+    };
+    for (value, &test) in values.iter().zip(is_test) {
+        if test {
+            result.test.push(value.clone());
+        } else {
+            result.train.push(value.clone());
+        }
+    }
+    result
+}
+
+/// Reads the feature columns and z-scores them with the training rows' statistics.
+/// Returns the features, the names of constant features (excluded) and the dimension of
+/// the feature vector.
+fn z_scored_features(
+    args: &Args,
+    table: &Table,
+    is_test: &[bool],
+) -> anyhow::Result<(Vec<Feature>, Vec<String>, u32)> {
+    let excluded: Vec<&str> = [
+        Some(&args.label),
+        args.split_column.as_ref(),
+        args.fold_column.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(&args.clinical)
+    .map(String::as_str)
+    .collect();
+    let columns: Vec<usize> = (0..table.headers.len())
+        .filter(|&j| {
+            let name = &table.headers[j];
+            name.starts_with(&args.features_prefix) && !excluded.contains(&name.as_str())
+        })
+        .collect();
+    if columns.is_empty() {
+        bail!(
+            "no feature columns: no header starts with {:?}; set --features-prefix",
+            args.features_prefix
+        );
+    }
+    let indices = feature_indices(&args.features_prefix, table, &columns)?;
+    let dimension = indices.iter().max().map_or(0, |&m| m + 1);
+
+    let mut features = Vec::new();
+    let mut constant = Vec::new();
+    for (&j, &index) in columns.iter().zip(&indices) {
+        let name = table.headers[j].clone();
+        let values = split(&table.numeric_at(j)?, is_test);
+        let (mean, std_dev) = mean_and_sd(&values.train);
+        if !(std_dev > 0.0 && std_dev.is_finite()) {
+            log::info!("feature {name} excluded: constant on the training rows");
+            constant.push(name);
+            continue;
+        }
+        let scale = |v: &Vec<f64>| v.iter().map(|x| (x - mean) / std_dev).collect();
+        features.push(Feature {
+            name,
+            index,
+            mean,
+            std_dev,
+            values: Split {
+                train: scale(&values.train),
+                test: scale(&values.test),
+            },
+        });
+    }
+    if features.is_empty() {
+        bail!("every feature column is constant on the training rows");
+    }
+    Ok((features, constant, dimension))
+}
+
+/// Takes PREFIX<number> as the feature-vector index when every column is named so, the
+/// column order otherwise.
+fn feature_indices(prefix: &str, table: &Table, columns: &[usize]) -> anyhow::Result<Vec<u32>> {
+    let parsed: Option<Vec<u32>> = columns
+        .iter()
+        .map(|&j| table.headers[j][prefix.len()..].parse::<u32>().ok())
+        .collect();
+    let indices = parsed.unwrap_or_else(|| (0..columns.len() as u32).collect());
+    let mut sorted = indices.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        bail!("two feature columns map to the same feature index");
+    }
+    Ok(indices)
+}
+
+/// Mean and sample standard deviation (n - 1).
+fn mean_and_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, variance.sqrt())
+}
+
+/// Outcome of the selection chain.
+struct Selection {
+    after_mann_whitney: usize,
+    after_spearman: usize,
+    lambda_min: f64,
+    lambda_1se: f64,
+    lambda: f64,
+    /// Indices into the feature list of the non-zero LASSO coefficients.
+    kept: Vec<usize>,
+    coefficients: Vec<f64>,
+    intercept: f64,
+}
+
+fn select(
+    args: &Args,
+    table: &Table,
+    is_test: &[bool],
+    features: &[Feature],
+    labels: &Split<bool>,
+) -> anyhow::Result<Selection> {
+    let mut significant = Vec::new();
+    for (k, feature) in features.iter().enumerate() {
+        let (positives, negatives) = by_class(&feature.values.train, &labels.train);
+        let test = mann_whitney_u(&positives, &negatives)
+            .with_context(|| format!("mann-whitney u on feature {}", feature.name))?;
+        if test.p_value < MANN_WHITNEY_P {
+            significant.push(k);
+        }
+    }
+    if significant.is_empty() {
+        bail!("no feature differs between the classes at mann-whitney p < {MANN_WHITNEY_P}");
+    }
+
+    let columns: Vec<Vec<f64>> = significant
+        .iter()
+        .map(|&k| features[k].values.train.clone())
+        .collect();
+    let kept_local = redundancy_filter(&columns, SPEARMAN_THRESHOLD)?;
+    let candidates: Vec<usize> = kept_local.iter().map(|&i| significant[i]).collect();
+    let lasso_columns: Vec<Vec<f64>> = kept_local.iter().map(|&i| columns[i].clone()).collect();
+
+    let folds = fold_ids(args, table, is_test, &labels.train)?;
+    let options = LassoOptions {
+        lambda_min_ratio: args.lambda_min_ratio,
+        ..LassoOptions::default()
+    };
+    let cv = lasso::cross_validate(&lasso_columns, &labels.train, &folds, &options)
+        .context("lasso cross-validation")?;
+    let index = match args.lambda {
+        LambdaChoice::OneSe => cv.index_1se,
+        LambdaChoice::Min => cv.index_min,
+    };
+    let beta = &cv.path.coefficients[index];
+    let kept: Vec<usize> = (0..beta.len()).filter(|&j| beta[j] != 0.0).collect();
+    if kept.is_empty() {
+        bail!(
+            "the lasso keeps no feature at lambda {:.4e}; try --lambda min",
+            cv.path.lambdas[index]
+        );
+    }
+    Ok(Selection {
+        after_mann_whitney: significant.len(),
+        after_spearman: candidates.len(),
+        lambda_min: cv.lambda_min,
+        lambda_1se: cv.lambda_1se,
+        lambda: cv.path.lambdas[index],
+        coefficients: kept.iter().map(|&j| beta[j]).collect(),
+        kept: kept.iter().map(|&j| candidates[j]).collect(),
+        intercept: cv.path.intercepts[index],
+    })
+}
+
+fn by_class(values: &[f64], labels: &[bool]) -> (Vec<f64>, Vec<f64>) {
+    let positives = values
+        .iter()
+        .zip(labels)
+        .filter(|(_, &y)| y)
+        .map(|(v, _)| *v)
+        .collect();
+    let negatives = values
+        .iter()
+        .zip(labels)
+        .filter(|(_, &y)| !y)
+        .map(|(v, _)| *v)
+        .collect();
+    (positives, negatives)
+}
+
+/// Fold ids of the training rows: from --fold-column (distinct values numbered in
+/// increasing order), or stratified seeded folds.
+fn fold_ids(
+    args: &Args,
+    table: &Table,
+    is_test: &[bool],
+    labels: &[bool],
+) -> anyhow::Result<Vec<usize>> {
+    let Some(column) = &args.fold_column else {
+        return Ok(lasso::stratified_folds(
+            labels,
+            usize::from(args.folds),
+            args.seed,
+        )?);
+    };
+    let values = table.numeric_column(column)?;
+    let mut ids: Vec<i64> = Vec::with_capacity(values.len());
+    for (&value, line) in values.iter().zip(&table.lines) {
+        if value.fract() != 0.0 || value.abs() > 1e9 {
+            bail!("line {line}, column {column:?}: fold id {value} is not an integer");
+        }
+        ids.push(value as i64);
+    }
+    let distinct = split(&ids, is_test).train;
+    let mut sorted = distinct.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    Ok(distinct
+        .iter()
+        .map(|v| sorted.binary_search(v).unwrap_or(0))
+        .collect())
+}
+
+fn rad_scores(selected: &[&Feature], selection: &Selection) -> Split<f64> {
+    let score = |rows: usize, pick: &dyn Fn(&Feature) -> &Vec<f64>| -> Vec<f64> {
+        (0..rows)
+            .map(|i| {
+                selection.intercept
+                    + selected
+                        .iter()
+                        .zip(&selection.coefficients)
+                        .map(|(f, b)| b * pick(f)[i])
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let train_rows = selected[0].values.train.len();
+    let test_rows = selected[0].values.test.len();
+    Split {
+        train: score(train_rows, &|f| &f.values.train),
+        test: score(test_rows, &|f| &f.values.test),
+    }
+}
+
+struct Imaging {
+    json: Value,
+    cutoff: f64,
+    auc_train: f64,
+    auc_test: Option<f64>,
+}
+
+fn imaging_summary(rad_scores: &Split<f64>, labels: &Split<bool>) -> anyhow::Result<Imaging> {
+    let train = auc_delong(&rad_scores.train, &labels.train)?;
+    let test = test_auc(&rad_scores.test, &labels.test)?;
+    let probabilities: Vec<f64> = rad_scores
+        .train
+        .iter()
+        .map(|&r| Signature::imaging_probability(r))
+        .collect();
+    let cut = youden(&probabilities, &labels.train)?;
+    Ok(Imaging {
+        json: json!({
+            "auc": {"train": train.auc, "test": test},
+            "auc_ci95_train": train.ci95,
+            "youden_threshold": cut.threshold,
+        }),
+        cutoff: cut.threshold,
+        auc_train: train.auc,
+        auc_test: test,
+    })
+}
+
+/// AUC on the test rows, `None` without test rows.
+fn test_auc(scores: &[f64], labels: &[bool]) -> anyhow::Result<Option<f64>> {
+    if scores.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        auc_delong(scores, labels)
+            .context("auc on the test rows")?
+            .auc,
+    ))
+}
+
+struct Clinical {
+    clinical: Option<ClinicalModel>,
+    integrated: IntegratedModel,
+    clinical_json: Value,
+    integrated_json: Value,
+    aucs: [(Option<f64>, Option<f64>); 2],
+}
+
+/// Fits the univariate screens, the multivariate clinical model and the integrated model.
+fn clinical_models(
+    args: &Args,
+    table: &Table,
+    is_test: &[bool],
+    labels: &Split<bool>,
+    rad_scores: &Split<f64>,
+) -> anyhow::Result<Clinical> {
+    let options = LogisticOptions::default();
+    let mut univariate = Vec::new();
+    let mut retained: Vec<(String, Split<f64>)> = Vec::new();
+    for name in &args.clinical {
+        let values = split(&table.numeric_column(name)?, is_test);
+        let fit = fit_logistic(&[&values.train], &labels.train, None, true, options)
+            .with_context(|| format!("univariate logistic model of {name}"))?;
+        let p = fit.p_values()[1];
+        let entered = p < args.clinical_p;
+        univariate.push(json!({"name": name, "p_value": p, "entered": entered}));
+        if entered {
+            retained.push((name.clone(), values));
+        }
+    }
+
+    let names: Vec<String> = retained.iter().map(|(n, _)| n.clone()).collect();
+    let (clinical, clinical_json, clinical_aucs) = if retained.is_empty() {
+        let note = if args.clinical.is_empty() {
+            "no clinical variables given"
+        } else {
+            "no clinical variable passed the univariate screen"
+        };
+        (
+            None,
+            json!({"univariate": univariate, "coefficients": [], "auc": null, "note": note}),
+            (None, None),
+        )
+    } else {
+        let train: Vec<&[f64]> = retained.iter().map(|(_, v)| v.train.as_slice()).collect();
+        let fit = fit_logistic(&train, &labels.train, None, true, options)
+            .context("multivariate clinical logistic model")?;
+        let (auc_train, auc_test) = model_aucs(&fit, &retained, None, labels)?;
+        let model = ClinicalModel {
+            intercept: fit.coefficients[0],
+            variables: variables(&fit, &retained, 1),
+        };
+        let value = json!({
+            "univariate": univariate,
+            "coefficients": fit.table(&names),
+            "auc": {"train": auc_train, "test": auc_test},
+        });
+        (Some(model), value, (Some(auc_train), auc_test))
+    };
+
+    let mut predictors: Vec<&[f64]> = vec![&rad_scores.train];
+    predictors.extend(retained.iter().map(|(_, v)| v.train.as_slice()));
+    let fit = fit_logistic(&predictors, &labels.train, None, true, options)
+        .context("integrated logistic model (rad-score and clinical variables)")?;
+    let (auc_train, auc_test) = model_aucs(&fit, &retained, Some(rad_scores), labels)?;
+    let mut integrated_names = vec!["rad_score".to_string()];
+    integrated_names.extend(names);
+    let integrated = IntegratedModel {
+        intercept: fit.coefficients[0],
+        rad_score_coefficient: fit.coefficients[1],
+        variables: variables(&fit, &retained, 2),
+    };
+    let integrated_json = json!({
+        "coefficients": fit.table(&integrated_names),
+        "auc": {"train": auc_train, "test": auc_test},
+    });
+    Ok(Clinical {
+        clinical,
+        integrated,
+        clinical_json,
+        integrated_json,
+        aucs: [clinical_aucs, (Some(auc_train), auc_test)],
+    })
+}
+
+/// Clinical variables of a fit whose first clinical coefficient is at `offset`.
+///
+/// NOTE: the valid range is the range observed on the training rows, so a patient outside
+/// the training cohort's range is rejected rather than extrapolated.
+fn variables(
+    fit: &LogisticFit,
+    retained: &[(String, Split<f64>)],
+    offset: usize,
+) -> Vec<ClinicalVariable> {
+    retained
+        .iter()
+        .enumerate()
+        .map(|(k, (name, values))| ClinicalVariable {
+            name: name.clone(),
+            unit: String::new(),
+            min: values.train.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values
+                .train
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max),
+            coefficient: fit.coefficients[offset + k],
+        })
+        .collect()
+}
+
+/// Training and test AUCs of a fitted model's linear predictor.
+fn model_aucs(
+    fit: &LogisticFit,
+    retained: &[(String, Split<f64>)],
+    rad_scores: Option<&Split<f64>>,
+    labels: &Split<bool>,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let predict = |rows: usize, test: bool| -> Vec<f64> {
+        (0..rows)
+            .map(|i| {
+                let mut row = Vec::new();
+                if let Some(scores) = rad_scores {
+                    row.push(if test {
+                        scores.test[i]
+                    } else {
+                        scores.train[i]
+                    });
+                }
+                for (_, values) in retained {
+                    row.push(if test {
+                        values.test[i]
+                    } else {
+                        values.train[i]
+                    });
+                }
+                fit.linear_predictor(&row)
+            })
+            .collect()
+    };
+    let train = auc_delong(&predict(labels.train.len(), false), &labels.train)?.auc;
+    let test = test_auc(&predict(labels.test.len(), true), &labels.test)?;
+    Ok((train, test))
+}
+
+fn build_signature(
+    args: &Args,
+    dimension: u32,
+    selected: &[&Feature],
+    selection: &Selection,
+    imaging: &Imaging,
+    clinical: &Clinical,
+) -> Signature {
+    let extractor = args.extractor_sha256.clone().unwrap_or_else(|| {
+        log::warn!(
+            "no --extractor-sha256 given: the signature records a zero hash and no \
+             extractor will match it"
+        );
+        "0".repeat(64)
+    });
+    Signature {
+        format_version: FORMAT_VERSION,
+        demo: args.demo,
+        provenance: format!(
+            "ceus-edge {} train --table {} --label {}",
+            env!("CARGO_PKG_VERSION"),
+            args.table.display(),
+            args.label
+        ),
+        extractor_sha256: extractor.to_ascii_lowercase(),
+        preprocessing: Preprocessing::default(),
+        feature_dimension: dimension,
+        rad_score: RadScore {
+            feature_indices: selected.iter().map(|f| f.index).collect(),
+            means: selected.iter().map(|f| f.mean).collect(),
+            std_devs: selected.iter().map(|f| f.std_dev).collect(),
+            coefficients: selection.coefficients.clone(),
+            intercept: selection.intercept,
+        },
+        imaging_cutoff: imaging.cutoff,
+        clinical_model: clinical.clinical.clone(),
+        integrated_model: Some(clinical.integrated.clone()),
+        training_aucs: ModelAucs {
+            imaging_train: imaging.auc_train,
+            imaging_test: imaging.auc_test,
+            clinical_train: clinical.aucs[0].0,
+            clinical_test: clinical.aucs[0].1,
+            integrated_train: clinical.aucs[1].0,
+            integrated_test: clinical.aucs[1].1,
+        },
+    }
+}
+
+fn selection_json(args: &Args, selection: &Selection, features: &[Feature]) -> Value {
+    let selected: Vec<Value> = selection
+        .kept
+        .iter()
+        .zip(&selection.coefficients)
+        .map(|(&k, b)| json!({"name": features[k].name, "index": features[k].index, "coefficient": b}))
+        .collect();
+    json!({
+        "after_mann_whitney": selection.after_mann_whitney,
+        "after_spearman": selection.after_spearman,
+        "lasso_nonzero": selection.kept.len(),
+        "lambda_min": selection.lambda_min,
+        "lambda_1se": selection.lambda_1se,
+        "lambda_used": if args.lambda == LambdaChoice::Min { "min" } else { "1se" },
+        "lambda": selection.lambda,
+        "intercept": selection.intercept,
+        "selected": selected,
+    })
+}
+
+fn print_summary(summary: &Value) {
+    let s = &summary["selection"];
+    println!(
+        "features: {} after mann-whitney, {} after spearman, {} in the lasso (lambda {})",
+        s["after_mann_whitney"], s["after_spearman"], s["lasso_nonzero"], s["lambda_used"]
+    );
+    for (name, key) in [
+        ("imaging", "imaging_model"),
+        ("clinical", "clinical_model"),
+        ("integrated", "integrated_model"),
+    ] {
+        let auc = &summary[key]["auc"];
+        if auc.is_object() {
+            println!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
+        }
+    }
+    println!(
+        "signature written to {}",
+        summary["signature"].as_str().unwrap_or("")
+    );
+}
+
+/// Writes the fit summary as Markdown and JSON into `directory`.
+fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<()> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create report directory {}", directory.display()))?;
+
+    let write = |name: &str, text: String| {
+        let path = directory.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("train.md", markdown_page(summary))?;
+    write("train.json", serde_json::to_string_pretty(summary)?)?;
+    Ok(())
+}
+
+/// Renders the selection counts, the AUC table, the selected features and the
+/// coefficient tables as Markdown.
+fn markdown_page(summary: &Value) -> String {
+    let s = &summary["selection"];
+    let mut page = String::from("# Signature fit\n\n| step | features |\n|---|---|\n");
+    page.push_str(&format!(
+        "| Mann-Whitney p < {MANN_WHITNEY_P} | {} |\n",
+        s["after_mann_whitney"]
+    ));
+    page.push_str(&format!(
+        "| Spearman abs(rho) <= {SPEARMAN_THRESHOLD} | {} |\n",
+        s["after_spearman"]
+    ));
+    page.push_str(&format!("| LASSO non-zero | {} |\n\n", s["lasso_nonzero"]));
+
+    page.push_str("| model | AUC train | AUC test |\n|---|---|---|\n");
+    for (name, key) in [
+        ("imaging", "imaging_model"),
+        ("clinical", "clinical_model"),
+        ("integrated", "integrated_model"),
+    ] {
+        let auc = &summary[key]["auc"];
+        if auc.is_object() {
+            page.push_str(&format!(
+                "| {name} | {} | {} |\n",
+                auc["train"], auc["test"]
+            ));
+        }
+    }
+
+    page.push_str("\n## Selected features\n\n| feature | index | coefficient |\n|---|---|---|\n");
+    for feature in s["selected"].as_array().into_iter().flatten() {
+        page.push_str(&format!(
+            "| {} | {} | {} |\n",
+            feature["name"], feature["index"], feature["coefficient"]
+        ));
+    }
+
+    for (title, key) in [
+        ("Clinical model", "clinical_model"),
+        ("Integrated model", "integrated_model"),
+    ] {
+        let rows: Vec<CoefficientRow> =
+            serde_json::from_value(summary[key]["coefficients"].clone()).unwrap_or_default();
+        if rows.is_empty() {
+            continue;
+        }
+        page.push_str(&format!("\n## {title}\n\n"));
+        page.push_str(
+            "| variable | estimate | SE | z | p | OR (95% CI) |\n|---|---|---|---|---|---|\n",
+        );
+        for r in rows {
+            page.push_str(&format!(
+                "| {} | {:.4} | {:.4} | {:.3} | {:.4} | {:.3} ({:.3}-{:.3}) |\n",
+                r.name, r.estimate, r.std_error, r.z, r.p_value, r.odds_ratio, r.ci_low, r.ci_high
+            ));
+        }
+    }
+    page
+}
