@@ -8,11 +8,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use ceus_edge::analysis::{self, ExamAnalysis, Scorer};
-use ceus_edge::extractor::{Extractor, LoadOptions};
+use ceus_edge::extractor::Extractor;
 use ceus_edge::frame::Frame;
 use ceus_edge::overlay::{self, OverlayContent, Phase, RiskGauge, Sparkline};
 use ceus_edge::png_out;
-use ceus_edge::preprocess::ResizeMode;
 use ceus_edge::signature::Signature;
 use ceus_edge::source;
 use ceus_edge::tic_plot::{self, TicPlot};

@@ -10,7 +10,6 @@ mod models;
 mod phantom;
 mod tic;
 mod train;
-mod train;
 
 use clap::Subcommand;
 

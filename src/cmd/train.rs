@@ -498,6 +498,8 @@ struct Clinical {
     clinical_json: Value,
     integrated_json: Value,
     aucs: [(Option<f64>, Option<f64>); 2],
+    /// Youden cut-off on the integrated model's training probabilities.
+    integrated_cutoff: f64,
 }
 
 /// Fits the univariate screens, the multivariate clinical model and the integrated model.
@@ -564,9 +566,19 @@ fn clinical_models(
         rad_score_coefficient: fit.coefficients[1],
         variables: variables(&fit, &retained, 2),
     };
+    let integrated_probabilities: Vec<f64> = (0..labels.train.len())
+        .map(|i| {
+            let row: Vec<f64> = predictors.iter().map(|column| column[i]).collect();
+            1.0 / (1.0 + (-fit.linear_predictor(&row)).exp())
+        })
+        .collect();
+    let integrated_cutoff = youden(&integrated_probabilities, &labels.train)
+        .context("Youden cut-off of the integrated model")?
+        .threshold;
     let integrated_json = json!({
         "coefficients": fit.table(&integrated_names),
         "auc": {"train": auc_train, "test": auc_test},
+        "youden_threshold": integrated_cutoff,
     });
     Ok(Clinical {
         clinical,
@@ -574,6 +586,7 @@ fn clinical_models(
         clinical_json,
         integrated_json,
         aucs: [clinical_aucs, (Some(auc_train), auc_test)],
+        integrated_cutoff,
     })
 }
 
@@ -672,6 +685,7 @@ fn build_signature(
             intercept: selection.intercept,
         },
         imaging_cutoff: imaging.cutoff,
+        integrated_cutoff: Some(clinical.integrated_cutoff),
         clinical_model: clinical.clinical.clone(),
         integrated_model: Some(clinical.integrated.clone()),
         training_aucs: ModelAucs {
