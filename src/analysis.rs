@@ -103,29 +103,21 @@ pub struct ExamAnalysis {
 /// that frame. `open` opens the input afresh on each call, because the input is streamed
 /// several times rather than held in memory.
 pub fn analyse(
-    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
     options: &PipelineOptions,
     resize: ResizeMode,
     scorer: &Scorer<'_>,
 ) -> Result<ExamAnalysis, AnalysisError> {
-    scorer.signature.check_extractor(scorer.extractor.sha256())?;
-    let tic = pipeline::run(&mut open, options)?;
-    let mut warnings = Vec::new();
-
-    let report = &tic.analysis.report;
-    if report.status == TicStatus::SingleFrame {
-        warnings.push("single-frame input: no time-intensity curve, the frame is analysed as it is".to_string());
-    }
-    let peak_index = match &report.peak {
-        Some(peak) => peak.frame_index,
-        None if report.status == TicStatus::SingleFrame => 0,
-        None => return Err(AnalysisError::NoPeak(report.status.describe())),
-    };
-    let peak_frame = read_frame_at(&mut open, peak_index)?;
-
-    let roi = tic.roi;
-    let tensor = preprocess::preprocess(&peak_frame, Some(roi), resize)?;
-    let features = scorer.extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
+    scorer
+        .signature
+        .check_extractor(scorer.extractor.sha256())?;
+    let ExamFeatures {
+        tic,
+        peak_frame,
+        roi,
+        features,
+        mut warnings,
+    } = exam_features(open, options, resize, scorer.extractor)?;
     let rad_score_map = heatmap::rad_score_map(scorer.signature, &features.map)?;
     let scores = score(scorer, &features, &mut warnings)?;
     let quality = assess_quality(&tic, &mut warnings);
@@ -138,6 +130,56 @@ pub fn analyse(
         rad_score_map,
         scores,
         quality,
+        warnings,
+    })
+}
+
+/// The TIC, the peak frame and the deep features of one exam's ROI, before scoring.
+pub struct ExamFeatures {
+    pub tic: PipelineResult,
+    pub peak_frame: Frame,
+    pub roi: Rect,
+    pub features: Features,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the TIC pipeline on one exam, reads its peak frame and runs `extractor` on the
+/// ROI of that frame. `analyse` scores this; `extract` writes it to a cohort table.
+///
+/// Errors: [`AnalysisError::NoPeak`] when the curve has no peak (a single-frame input is
+/// analysed as it is), plus the errors of the source, pipeline, preprocessing and
+/// extractor.
+pub fn exam_features(
+    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    options: &PipelineOptions,
+    resize: ResizeMode,
+    extractor: &Extractor,
+) -> Result<ExamFeatures, AnalysisError> {
+    let tic = pipeline::run(&mut open, options)?;
+    let mut warnings = Vec::new();
+
+    let report = &tic.analysis.report;
+    if report.status == TicStatus::SingleFrame {
+        warnings.push(
+            "single-frame input: no time-intensity curve, the frame is analysed as it is"
+                .to_string(),
+        );
+    }
+    let peak_index = match &report.peak {
+        Some(peak) => peak.frame_index,
+        None if report.status == TicStatus::SingleFrame => 0,
+        None => return Err(AnalysisError::NoPeak(report.status.describe())),
+    };
+    let peak_frame = read_frame_at(&mut open, peak_index)?;
+
+    let roi = tic.roi;
+    let tensor = preprocess::preprocess(&peak_frame, Some(roi), resize)?;
+    let features = extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
+    Ok(ExamFeatures {
+        tic,
+        peak_frame,
+        roi,
+        features,
         warnings,
     })
 }
@@ -182,9 +224,19 @@ fn score(
                 "integrated model unavailable: no value for {}; the risk is imaging-only",
                 missing.join(", ")
             ));
-            (imaging_probability, signature.imaging_cutoff, false, missing)
+            (
+                imaging_probability,
+                signature.imaging_cutoff,
+                false,
+                missing,
+            )
         }
-        None => (imaging_probability, signature.imaging_cutoff, false, Vec::new()),
+        None => (
+            imaging_probability,
+            signature.imaging_cutoff,
+            false,
+            Vec::new(),
+        ),
     };
 
     Ok(Scores {
@@ -239,9 +291,7 @@ fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
         status => reasons.push(format!("TIC status {status:?}: {}", status.describe())),
     }
     if let Some(r2) = fit_r2.filter(|&r2| r2 < RELIABLE_FIT_R2) {
-        reasons.push(format!(
-            "bolus fit R^2 {r2:.2} is below {RELIABLE_FIT_R2}"
-        ));
+        reasons.push(format!("bolus fit R^2 {r2:.2} is below {RELIABLE_FIT_R2}"));
     }
     if flagged_fraction > RELIABLE_FLAGGED_FRACTION {
         reasons.push(format!(

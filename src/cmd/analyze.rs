@@ -260,11 +260,7 @@ fn write_summary(
         scores.rad_score
     )?;
     if !analysis.quality.reliable {
-        writeln!(
-            out,
-            "not reliable: {}",
-            analysis.quality.reasons.join("; ")
-        )?;
+        writeln!(out, "not reliable: {}", analysis.quality.reasons.join("; "))?;
     }
     if signature.demo {
         writeln!(out, "demo signature: not for clinical use")?;

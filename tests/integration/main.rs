@@ -1,4 +1,5 @@
 //! Integration tests of the ceus-edge binary and library.
+mod cohort;
 mod common;
 mod dicom;
 mod extractor;
