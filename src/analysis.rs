@@ -108,13 +108,18 @@ pub fn analyse(
     resize: ResizeMode,
     scorer: &Scorer<'_>,
 ) -> Result<ExamAnalysis, AnalysisError> {
-    scorer.signature.check_extractor(scorer.extractor.sha256())?;
+    scorer
+        .signature
+        .check_extractor(scorer.extractor.sha256())?;
     let tic = pipeline::run(&mut open, options)?;
     let mut warnings = Vec::new();
 
     let report = &tic.analysis.report;
     if report.status == TicStatus::SingleFrame {
-        warnings.push("single-frame input: no time-intensity curve, the frame is analysed as it is".to_string());
+        warnings.push(
+            "single-frame input: no time-intensity curve, the frame is analysed as it is"
+                .to_string(),
+        );
     }
     let peak_index = match &report.peak {
         Some(peak) => peak.frame_index,
@@ -182,9 +187,19 @@ fn score(
                 "integrated model unavailable: no value for {}; the risk is imaging-only",
                 missing.join(", ")
             ));
-            (imaging_probability, signature.imaging_cutoff, false, missing)
+            (
+                imaging_probability,
+                signature.imaging_cutoff,
+                false,
+                missing,
+            )
         }
-        None => (imaging_probability, signature.imaging_cutoff, false, Vec::new()),
+        None => (
+            imaging_probability,
+            signature.imaging_cutoff,
+            false,
+            Vec::new(),
+        ),
     };
 
     Ok(Scores {
@@ -239,9 +254,7 @@ fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
         status => reasons.push(format!("TIC status {status:?}: {}", status.describe())),
     }
     if let Some(r2) = fit_r2.filter(|&r2| r2 < RELIABLE_FIT_R2) {
-        reasons.push(format!(
-            "bolus fit R^2 {r2:.2} is below {RELIABLE_FIT_R2}"
-        ));
+        reasons.push(format!("bolus fit R^2 {r2:.2} is below {RELIABLE_FIT_R2}"));
     }
     if flagged_fraction > RELIABLE_FLAGGED_FRACTION {
         reasons.push(format!(

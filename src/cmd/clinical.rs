@@ -65,7 +65,9 @@ fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, f64>> {
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read clinical values {}", path.display()))?;
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let table: BTreeMap<String, serde_json::Value> = if is_json {
         serde_json::from_str(&text)
             .with_context(|| format!("invalid JSON in {}", path.display()))?
@@ -104,7 +106,10 @@ mod tests {
 
     #[test]
     fn set_parses_name_and_number() {
-        assert_eq!(parse_assignment("age = 63").unwrap(), ("age".to_string(), 63.0));
+        assert_eq!(
+            parse_assignment("age = 63").unwrap(),
+            ("age".to_string(), 63.0)
+        );
         assert!(parse_assignment("age").is_err());
         assert!(parse_assignment("=3").is_err());
         assert!(parse_assignment("age=old").is_err());

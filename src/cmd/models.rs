@@ -50,7 +50,13 @@ impl ModelArgs {
             .with_context(|| format!("cannot load feature extractor {}", model.display()))?;
         signature
             .check_extractor(extractor.sha256())
-            .with_context(|| format!("signature {} does not fit {}", signature_path.display(), model.display()))?;
+            .with_context(|| {
+                format!(
+                    "signature {} does not fit {}",
+                    signature_path.display(),
+                    model.display()
+                )
+            })?;
         Ok((extractor, signature))
     }
 }
