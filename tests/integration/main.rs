@@ -1,4 +1,6 @@
 //! Integration tests of the ceus-edge binary and library.
+
+mod analyze;
 mod common;
 mod dicom;
 mod extractor;
