@@ -540,11 +540,18 @@ fn single_layout_has_one_view() {
     }
 }
 
+/// Runs the binary, through `CEUS_EDGE_RUNNER` (such as qemu-aarch64) when it is set.
 fn run_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
-        .args(args)
-        .output()
-        .unwrap()
+    let binary = env!("CARGO_BIN_EXE_ceus-edge");
+    let mut command = match std::env::var_os("CEUS_EDGE_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut command = Command::new(runner);
+            command.arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command.args(args).output().unwrap()
 }
 
 #[test]
