@@ -8,6 +8,8 @@
 pub mod frame;
 pub mod geometry;
 pub mod layout;
+pub mod overlay;
 pub mod phantom;
+pub mod png_out;
 pub mod source;
 pub mod tic;

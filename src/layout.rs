@@ -1,1 +1,0 @@
-//! Where the ultrasound views sit inside the scanner's screen.

@@ -1,1 +1,0 @@
-//! The time-intensity curve of a region of interest.
