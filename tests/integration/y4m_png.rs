@@ -9,7 +9,7 @@ use ceus_edge::source::y4m::Y4mSource;
 use ceus_edge::source::{self, FrameSource, Limits, OpenOptions, SourceError, TimingSource};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::common::repo_root()
         .join("tests/fixtures/y4m")
         .join(name)
 }
