@@ -7,11 +7,12 @@ use std::process::Command;
 use ceus_edge::frame::Frame;
 use ceus_edge::geometry::Rect;
 use ceus_edge::phantom::scene::Sector;
+use ceus_edge::phantom::source::PhantomSource;
 use ceus_edge::phantom::{
     grey_to_power, write_exam, EventKind, EventRequest, ExamFormat, FrameEvent, Phantom,
     PhantomConfig, Truth, ViewLayout,
 };
-use ceus_edge::source::{OpenOptions, TimingSource};
+use ceus_edge::source::{FrameSource, OpenOptions, TimingSource};
 use dicom_dictionary_std::tags;
 use sha2::{Digest, Sha256};
 
@@ -549,6 +550,23 @@ fn motion_frames_shift_the_field() {
         }
     }
     assert_eq!(best.1, shift);
+}
+
+#[test]
+fn phantom_source_yields_rendered_frames() {
+    let config = small_config(14);
+    let (_, expected) = render_all(&config);
+    let mut source = PhantomSource::new(Phantom::new(config).unwrap());
+    assert_eq!(source.info().frames, Some(40));
+    assert_eq!(source.info().fps, Some(10.0));
+    assert_eq!(source.phantom().truth().frames.len(), 40);
+    let mut frame = Frame::empty();
+    for rendered in &expected {
+        assert!(source.read_frame(&mut frame).unwrap());
+        assert_eq!(frame.index, rendered.index);
+        assert!(frame.data == rendered.data, "frame {}", rendered.index);
+    }
+    assert!(!source.read_frame(&mut frame).unwrap());
 }
 
 #[test]
