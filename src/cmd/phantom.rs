@@ -11,10 +11,13 @@ use ceus_edge::phantom::{
     write_exam, EventKind, EventRequest, ExamFormat, LesionProfile, PhantomConfig, ViewLayout,
 };
 
-/// Writes DIR/exam.dcm (or DIR/exam.y4m) and DIR/truth.json. The defaults make a 40 s exam
-/// of 600 frames at 15 fps and 800x600 (288 MB of DICOM), in the dual layout, without
-/// events, shown with a 60 dB dynamic range.
+/// Writes DIR/exam.dcm (or DIR/exam.y4m) and DIR/truth.json.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Writes DIR/exam.dcm (or DIR/exam.y4m with --format y4m) and \
+DIR/truth.json. The defaults make a 40 s exam of 600 frames at 15 fps and 800x600 \
+(288 MB of DICOM) in the dual layout, without events, shown with a 60 dB dynamic range."
+)]
 pub struct Args {
     /// Output directory; created when missing. Existing exam files in it are replaced.
     #[arg(long, value_name = "DIR")]

@@ -7,3 +7,4 @@ mod extractor;
 mod phantom;
 mod stats;
 mod tic;
+mod y4m_png;
