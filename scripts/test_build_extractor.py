@@ -1,7 +1,11 @@
 """Checks of the DenseNet-201 builder; run with
 `/work/venv/bin/python -m unittest discover -s scripts -p 'test_*.py'`."""
 
+import hashlib
+import subprocess
 import sys
+import tempfile
+import tomllib
 import unittest
 from pathlib import Path
 
@@ -44,6 +48,21 @@ class ArchitectureTest(unittest.TestCase):
         c = densenet.seeded_state_dict(8)["features.conv0.weight"]
         self.assertTrue(np.array_equal(a, b))
         self.assertFalse(np.array_equal(a, c))
+
+
+class ReproducibilityTest(unittest.TestCase):
+    def test_f32_rebuild_matches_manifest(self):
+        """A rebuild from the default seed must give the SHA-256 the manifest records.
+
+        It takes about 10 s and depends on the pinned numpy and onnx versions.
+        """
+        root = Path(__file__).resolve().parent.parent
+        manifest = tomllib.loads((root / "models/densenet201-f32.toml").read_text())
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run([sys.executable, str(root / "scripts/build_extractor.py"),
+                            "--f32-only", "--out-dir", out], check=True, capture_output=True)
+            digest = hashlib.sha256(Path(out, "densenet201-f32.onnx").read_bytes()).hexdigest()
+        self.assertEqual(digest, manifest["model"]["sha256"])
 
 
 class PreprocessTest(unittest.TestCase):

@@ -98,6 +98,7 @@ pub struct ManifestModel {
     /// Whether the weights are the seeded demo ones, unfit for clinical use.
     #[serde(default)]
     pub demo: bool,
+    /// `int8` or `f32`, as written by scripts/build_extractor.py.
     #[serde(default)]
     pub precision: String,
 }
@@ -135,6 +136,11 @@ pub struct LoadOptions {
     /// Manifest to check the model against; `None` uses [`manifest_path`].
     pub manifest: Option<PathBuf>,
     /// Threads for tract's matrix products; 1 runs everything on the calling thread.
+    ///
+    /// tract 0.23.9 takes the tract-linalg executor attached to the plan (a rayon pool of
+    /// this many threads) in matrix products, which include convolutions, in weight
+    /// packing, and in a few other operators (max pool, reductions, depth-wise convolution).
+    /// Everything else runs on the calling thread.
     pub threads: usize,
 }
 
@@ -202,11 +208,15 @@ impl Extractor {
         check_outputs(&plan, path)?;
 
         let startup = started.elapsed();
+        let demo = if manifest.model.demo {
+            ", demo weights"
+        } else {
+            ""
+        };
         log::info!(
-            "loaded feature extractor {} ({} {}) in {:.0} ms with {} thread(s)",
+            "loaded feature extractor {} ({}{demo}) in {:.0} ms with {} thread(s)",
             path.display(),
             manifest.model.precision,
-            if manifest.model.demo { "demo" } else { "" },
             startup.as_secs_f64() * 1e3,
             options.threads
         );

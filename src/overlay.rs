@@ -26,6 +26,9 @@ const CURVE_COLOUR: Rgb888 = Rgb888::new(120, 200, 255);
 const ARRIVAL_COLOUR: Rgb888 = Rgb888::new(120, 255, 120);
 const PEAK_COLOUR: Rgb888 = Rgb888::new(255, 80, 200);
 
+/// Shown on every overlay drawn with a demo model or signature.
+pub const DEMO_LABEL: &str = "DEMO MODEL - NOT FOR CLINICAL USE";
+
 /// Width and height of the class-activation grid of the feature extractor.
 pub const HEATMAP_CELLS: usize = 7;
 
@@ -168,8 +171,8 @@ pub fn draw(frame: &mut Frame, content: &OverlayContent<'_>) {
     let Some(mut canvas) = RgbCanvas::new(frame) else {
         return;
     };
-    let style = Style::for_height(canvas.height);
-    let panel = style.panel(canvas.width, canvas.height);
+    let style = Style::for_frame(canvas.width, canvas.height);
+    let panel = style.panel(canvas.height);
     fill_panel(&mut canvas, panel);
 
     if let (Some(roi), Some(cells)) = (content.roi, content.heatmap) {
@@ -183,6 +186,9 @@ pub fn draw(frame: &mut Frame, content: &OverlayContent<'_>) {
         panel.top_left.x + style.margin,
         panel.top_left.y + style.margin,
     );
+    if content.demo {
+        cursor = draw_text_line(&mut canvas, cursor, DEMO_LABEL, DEMO_COLOUR, &style);
+    }
     cursor = draw_text_line(
         &mut canvas,
         cursor,
@@ -199,29 +205,30 @@ pub fn draw(frame: &mut Frame, content: &OverlayContent<'_>) {
     for warning in content.warnings {
         cursor = draw_text_line(&mut canvas, cursor, warning, WARNING_COLOUR, &style);
     }
-    if content.demo {
-        draw_demo_label(&mut canvas, &style);
-    }
 }
 
 /// Sizes that follow the frame height, so the overlay reads the same from 480p to 4K.
 struct Style {
     font: &'static MonoFont<'static>,
+    /// Width of the text panel in pixels.
+    panel_width: i32,
     line_height: i32,
     margin: i32,
     stroke: u32,
 }
 
 impl Style {
-    fn for_height(height: u32) -> Style {
+    fn for_frame(width: u32, height: u32) -> Style {
         let font = if height >= 700 {
             &FONT_10X20
         } else {
             &FONT_6X10
         };
         let line_height = font.character_size.height as i32 + 4;
+        let panel_width = (width / 3).max(40 * font.character_size.width).min(width);
         Style {
             font,
+            panel_width: panel_width as i32,
             line_height,
             margin: line_height / 2,
             stroke: if height >= 700 { 3 } else { 1 },
@@ -229,14 +236,14 @@ impl Style {
     }
 
     /// Places the text panel at the bottom left: a third of the width (at least 40
-    /// characters) and nine text lines high.
-    fn panel(&self, width: u32, height: u32) -> Rectangle {
-        let panel_width = (width / 3)
-            .max(40 * self.font.character_size.width)
-            .min(width);
-        let panel_height = (self.line_height * 9).min(height as i32) as u32;
+    /// characters) and ten text lines high.
+    fn panel(&self, height: u32) -> Rectangle {
+        let panel_height = (self.line_height * 10).min(height as i32) as u32;
         let top = height.saturating_sub(panel_height) as i32;
-        Rectangle::new(Point::new(0, top), Size::new(panel_width, panel_height))
+        Rectangle::new(
+            Point::new(0, top),
+            Size::new(self.panel_width as u32, panel_height),
+        )
     }
 
     fn text(&self, colour: Rgb888) -> MonoTextStyle<'static, Rgb888> {
@@ -299,6 +306,7 @@ fn draw_heatmap(
     }
 }
 
+/// Draws one line of text, cut to the characters that fit before the panel's right margin.
 fn draw_text_line(
     canvas: &mut RgbCanvas<'_>,
     cursor: Point,
@@ -306,7 +314,14 @@ fn draw_text_line(
     colour: Rgb888,
     style: &Style,
 ) -> Point {
-    let _ = Text::with_baseline(text, cursor, style.text(colour), Baseline::Top).draw(canvas);
+    let fitting =
+        (style.panel_width - 2 * style.margin).max(0) as u32 / style.font.character_size.width;
+    let end = text
+        .char_indices()
+        .nth(fitting as usize)
+        .map_or(text.len(), |(index, _)| index);
+    let _ =
+        Text::with_baseline(&text[..end], cursor, style.text(colour), Baseline::Top).draw(canvas);
     cursor + Point::new(0, style.line_height)
 }
 
@@ -413,17 +428,6 @@ fn draw_sparkline(
         }
     }
     cursor + Point::new(0, height + style.margin)
-}
-
-fn draw_demo_label(canvas: &mut RgbCanvas<'_>, style: &Style) {
-    let text = "DEMO MODEL - NOT FOR CLINICAL USE";
-    let _ = Text::with_baseline(
-        text,
-        Point::new(style.margin, style.margin),
-        style.text(DEMO_COLOUR),
-        Baseline::Top,
-    )
-    .draw(canvas);
 }
 
 #[cfg(test)]

@@ -383,6 +383,9 @@ impl Signature {
                 self.imaging_cutoff
             ));
         }
+        if let Some(cutoff) = self.integrated_cutoff.filter(|c| !c.is_finite()) {
+            return inconsistent(format!("integrated cut-off {cutoff} is not finite"));
+        }
         if let Some(model) = &self.clinical_model {
             validate_model("clinical model", model.intercept, &model.variables)?;
         }

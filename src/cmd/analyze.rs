@@ -182,12 +182,13 @@ pub fn render_overlay(analysis: &ExamAnalysis, demo: bool) -> Frame {
     let times: Vec<f64> = curve.samples.iter().map(|s| s.time_s).collect();
     let power: Vec<f64> = curve.samples.iter().map(|s| s.power).collect();
     let report = &analysis.tic.analysis.report;
-    let warnings: Vec<&str> = analysis
-        .quality
-        .reasons
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let mut warnings: Vec<&str> = Vec::new();
+    if !analysis.quality.reliable {
+        warnings.push("NOT RELIABLE: see result.json");
+    }
+    if !analysis.scores.integrated_available {
+        warnings.push("clinical values missing: imaging only");
+    }
     let scores = &analysis.scores;
 
     let content = OverlayContent {

@@ -12,19 +12,23 @@ use ceus_edge::phantom::{
     write_exam, EventKind, EventRequest, ExamFormat, LesionProfile, PhantomConfig, ViewLayout,
 };
 
-/// Writes DIR/exam.dcm (or DIR/exam.y4m) and DIR/truth.json. The defaults make a 40 s exam
-/// of 600 frames at 15 fps and 800x600 (288 MB of DICOM), in the dual layout, without
-/// events, shown with a 60 dB dynamic range.
-///
-/// With --cohort N, writes N exams (DICOM, dual layout, by default 100 frames at 5 fps and
-/// 320x240, 7.7 MB each) under DIR/exams/ID/ with a B-mode still (bmode.png) and a colour
-/// Doppler still (doppler.png), the table DIR/cohort.csv and the truth DIR/cohort.json.
-/// The label (distant metastasis) follows a logistic model of the clinical columns with
-/// odds ratios: age 1.2 per 10 years above 60, CEA 1.8 per unit of ln(ng/mL) above
-/// ln 5, T stage 1.5 per category above T2, N stage 2.0 per category above N1, log-odds
-/// -1.2 at those centres. The label shifts the lesion's imaging phenotype by one standard
-/// deviation: earlier, higher peak, faster wash-out, more heterogeneous, more vessels.
+/// Writes DIR/exam.dcm (or DIR/exam.y4m) and DIR/truth.json.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Writes DIR/exam.dcm (or DIR/exam.y4m with --format y4m) and \
+DIR/truth.json. The defaults make a 40 s exam of 600 frames at 15 fps and 800x600 \
+(288 MB of DICOM) in the dual layout, without events, shown with a 60 dB dynamic range.
+
+With --cohort N, writes N exams (DICOM, dual layout, by default 100 frames at 5 fps and \
+320x240, 7.7 MB each) under DIR/exams/ID/, each with a B-mode still (bmode.png) and a colour \
+Doppler still (doppler.png), plus the table DIR/cohort.csv and the truth DIR/cohort.json. \
+The label (distant metastasis) follows a logistic model of the clinical columns with odds \
+ratios: age 1.2 per 10 years above 60, CEA 1.8 per unit of ln(ng/mL) above ln 5, T stage \
+1.5 per category above T2, N stage 2.0 per category above N1, and log-odds -1.2 at those \
+centres. The imaging phenotype is the label plus standard normal noise; a higher phenotype \
+gives an earlier and higher lesion peak, a faster wash-out, a more heterogeneous lesion and \
+more, more tortuous Doppler vessels."
+)]
 pub struct Args {
     /// Output directory; created when missing. Existing exam files in it are replaced.
     #[arg(long, value_name = "DIR")]

@@ -8,8 +8,12 @@
 //! [`power_to_grey`]. Optional events ([`events`]) corrupt runs of frames the way real
 //! exams do. The [`Truth`] records the layout, the curves and the flag of every frame.
 //!
-//! The same [`PhantomConfig`] always gives the same bytes: every random draw comes from
-//! ChaCha8 streams seeded with the configuration's seed.
+//! The same [`PhantomConfig`] gives the same bytes: every random draw comes from ChaCha8
+//! streams seeded with the configuration's seed.
+//!
+//! NOTE: byte identity is tested on one platform only. The rendering uses `exp`, `ln`,
+//! `sin` and `cos` from the platform's maths library, whose last bit may differ between
+//! libraries, so another target may differ in a few grey levels.
 
 pub mod bolus;
 pub mod cohort;

@@ -33,7 +33,8 @@ pub struct Truth {
     pub bolus: BolusPair,
     /// Time constants of the refill after a flash, in seconds.
     pub refill: RefillTimes,
-    /// Arrival time of the lesion's bolus, in seconds.
+    /// Arrival time `t0` of the lesion's lognormal bolus, in seconds. The curve stays
+    /// near 0 for a while after `t0`, so an arrival found by a threshold comes later.
     pub arrival_time_s: f64,
     /// Index of the unflagged frame with the highest noise-free lesion power; `None` when
     /// every frame is flagged.

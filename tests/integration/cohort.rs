@@ -94,7 +94,8 @@ fn cohort_csv_schema_and_rois() {
             );
         }
         let roi: Vec<u32> = row[4..8].iter().map(|v| v.parse().unwrap()).collect();
-        assert!(roi[2] > 0 && roi[3] > 0, "empty ROI {roi:?}");
+        assert!(roi[2] > 0, "empty ROI {roi:?}");
+        assert!(roi[3] > 0, "empty ROI {roi:?}");
         assert!(
             roi[0] + roi[2] <= 200 && roi[1] + roi[3] <= 150,
             "ROI {roi:?} off frame"

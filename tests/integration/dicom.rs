@@ -323,6 +323,17 @@ fn real_data() -> Option<&'static Path> {
     .as_deref()
 }
 
+/// Path of one real file by name, from either wheel's folder; `None` when PyPI cannot be
+/// reached (see [`real_data`]).
+pub(crate) fn real_file(name: &str) -> Option<PathBuf> {
+    let data = real_data()?;
+    let found = ["pydicom", "pydicom-data"]
+        .iter()
+        .map(|folder| data.join(folder).join(name))
+        .find(|path| path.exists());
+    Some(found.unwrap_or_else(|| panic!("{name} is not among the fetched test files")))
+}
+
 fn reference() -> Value {
     let text = std::fs::read_to_string(fixture("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()

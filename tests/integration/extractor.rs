@@ -558,3 +558,43 @@ fn infer_writes_features_and_timings() {
     assert!(cosine(&pooled.data, &expected.data) >= MIN_COSINE_INT8);
     assert_eq!(npy::read_f32(&map).unwrap().shape, vec![1, 1920, 7, 7]);
 }
+
+#[test]
+fn npy_truncated_fixture_is_rejected() {
+    let bytes = std::fs::read(fixture("ort_int8_features_pattern.npy")).unwrap();
+    for length in [0, 5, 9, 40, 127, 128, 129, bytes.len() - 1] {
+        let result = read_bytes(&bytes[..length]);
+        assert!(
+            matches!(result, Err(NpyError::Malformed { .. })),
+            "{length} bytes: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn infer_reads_16_bit_grey_alpha_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = frame_from_fixture("pre_grey.npy");
+    let image = dir.path().join("grey16.png");
+    let file = std::fs::File::create(&image).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), grey.width, grey.height);
+    encoder.set_color(png::ColorType::GrayscaleAlpha);
+    encoder.set_depth(png::BitDepth::Sixteen);
+    let mut writer = encoder.write_header().unwrap();
+    // Each 8-bit value v becomes the 16-bit v * 257, whose high byte is v again.
+    let samples: Vec<u8> = grey.data.iter().flat_map(|&v| [v, v, 0xff, 0xff]).collect();
+    writer.write_image_data(&samples).unwrap();
+    writer.finish().unwrap();
+
+    let tensor = dir.path().join("tensor.npy");
+    let output = ceus_edge()
+        .args(["infer", "--resize", "crop", "--image"])
+        .arg(&image)
+        .arg("--save-tensor")
+        .arg(&tensor)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let saved = npy::read_f32(&tensor).unwrap();
+    assert_close(&saved.data, &load_fixture("pre_grey_crop.npy"), 1e-4);
+}

@@ -1,4 +1,6 @@
 //! Integration tests of the ceus-edge binary and library.
+
+mod analyze;
 mod cohort;
 mod common;
 mod dicom;
@@ -6,3 +8,4 @@ mod extractor;
 mod phantom;
 mod stats;
 mod tic;
+mod y4m_png;

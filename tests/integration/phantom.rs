@@ -7,10 +7,12 @@ use std::process::Command;
 use ceus_edge::frame::Frame;
 use ceus_edge::geometry::Rect;
 use ceus_edge::phantom::scene::Sector;
+use ceus_edge::phantom::source::PhantomSource;
 use ceus_edge::phantom::{
     grey_to_power, write_exam, EventKind, EventRequest, ExamFormat, FrameEvent, Phantom,
     PhantomConfig, Truth, ViewLayout,
 };
+use ceus_edge::source::{FrameSource, OpenOptions, TimingSource};
 use dicom_dictionary_std::tags;
 use sha2::{Digest, Sha256};
 
@@ -192,7 +194,7 @@ fn phantom_dicom_reads_back_with_pydicom() {
         ..small_config(5)
     };
     let path = write(&config, dir.path(), ExamFormat::Dicom);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_phantom_dicom.py");
+    let script = crate::common::repo_root().join("scripts/check_phantom_dicom.py");
     let output = Command::new(python)
         .arg(script)
         .arg(&path)
@@ -226,6 +228,38 @@ fn phantom_dicom_reads_back_with_pydicom() {
     }
     let expected = format!("{:x}", hasher.finalize());
     assert_eq!(seen["pixel_sha256"], expected.as_str());
+}
+
+/// The crate's own DICOM reader yields the rendered frames with the declared timing.
+#[test]
+fn phantom_dicom_reads_back_with_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PhantomConfig {
+        fps: 12.5,
+        ..small_config(13)
+    };
+    let path = write(&config, dir.path(), ExamFormat::Dicom);
+    let mut source = ceus_edge::source::open(&path, &OpenOptions::default()).unwrap();
+    let info = source.info().clone();
+    assert_eq!(info.container, "DICOM");
+    assert_eq!((info.width, info.height), (240, 180));
+    assert_eq!(info.frames, Some(40));
+    assert_eq!(info.timing, TimingSource::FrameTime);
+    assert!((info.fps.unwrap() - 12.5).abs() < 1e-6, "{:?}", info.fps);
+
+    let (_, expected) = render_all(&config);
+    let mut frame = Frame::empty();
+    for rendered in &expected {
+        assert!(source.read_frame(&mut frame).unwrap());
+        assert_eq!(frame.format, ceus_edge::frame::PixelFormat::Gray8);
+        assert!(frame.data == rendered.data, "frame {}", rendered.index);
+        assert!(
+            (frame.time_s - rendered.time_s).abs() < 1e-6,
+            "frame {}",
+            rendered.index
+        );
+    }
+    assert!(!source.read_frame(&mut frame).unwrap());
 }
 
 #[test]
@@ -419,7 +453,7 @@ fn black_frames_are_black_in_sector() {
         .filter(|f| f.event == FrameEvent::Black)
         .collect();
     assert!(black.len() >= 2);
-    // Noise alone at -54 dB and a 60 dB range: mean grey about 15, and the B-mode
+    // Noise alone at -66 dB in a 60 dB range is nearly all grey 0, and the B-mode
     // tissue at -22 dB is far brighter.
     for frame in black {
         for sector in &sectors {
@@ -519,6 +553,23 @@ fn motion_frames_shift_the_field() {
 }
 
 #[test]
+fn phantom_source_yields_rendered_frames() {
+    let config = small_config(14);
+    let (_, expected) = render_all(&config);
+    let mut source = PhantomSource::new(Phantom::new(config).unwrap());
+    assert_eq!(source.info().frames, Some(40));
+    assert_eq!(source.info().fps, Some(10.0));
+    assert_eq!(source.phantom().truth().frames.len(), 40);
+    let mut frame = Frame::empty();
+    for rendered in &expected {
+        assert!(source.read_frame(&mut frame).unwrap());
+        assert_eq!(frame.index, rendered.index);
+        assert!(frame.data == rendered.data, "frame {}", rendered.index);
+    }
+    assert!(!source.read_frame(&mut frame).unwrap());
+}
+
+#[test]
 fn single_layout_has_one_view() {
     let (truth, frames) = render_all(&PhantomConfig {
         layout: ViewLayout::Single,
@@ -541,10 +592,7 @@ fn single_layout_has_one_view() {
 }
 
 fn run_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
-        .args(args)
-        .output()
-        .unwrap()
+    crate::common::ceus_edge().args(args).output().unwrap()
 }
 
 #[test]

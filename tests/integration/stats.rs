@@ -451,6 +451,7 @@ mod signature_file {
                 intercept: -0.2,
             },
             imaging_cutoff: 0.4,
+            integrated_cutoff: Some(0.45),
             clinical_model: Some(ClinicalModel {
                 intercept: -1.0,
                 variables: vec![
