@@ -86,12 +86,8 @@ fn cohort_csv_schema_and_rois() {
     assert_eq!(table.rows.len(), 5);
 
     for row in &table.rows {
-        for column in 1..4 {
-            assert!(
-                dir.path().join(&row[column]).is_file(),
-                "missing {}",
-                row[column]
-            );
+        for path in &row[1..4] {
+            assert!(dir.path().join(path).is_file(), "missing {path}");
         }
         let roi: Vec<u32> = row[4..8].iter().map(|v| v.parse().unwrap()).collect();
         assert!(roi[2] > 0, "empty ROI {roi:?}");
