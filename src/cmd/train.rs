@@ -356,6 +356,9 @@ fn select(
     let candidates: Vec<usize> = kept_local.iter().map(|&i| significant[i]).collect();
     let lasso_columns: Vec<Vec<f64>> = kept_local.iter().map(|&i| columns[i].clone()).collect();
 
+    // NOTE: the Mann-Whitney and Spearman screens see every training row, so the LASSO's
+    // cross-validated deviance is optimistic and lambda.1se can keep features even on
+    // pure noise. The LASSO's own choice matches cv.glmnet (null model on noise).
     let folds = fold_ids(args, table, is_test, &labels.train)?;
     let options = LassoOptions {
         lambda_min_ratio: args.lambda_min_ratio,

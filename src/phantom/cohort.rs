@@ -501,7 +501,8 @@ fn draw_vessel(
         _ => (box_x, box_y + along * box_h),
     };
     let mut angle = (centre.1 - y).atan2(centre.0 - x) + rng.random_range(-0.5..0.5);
-    let towards_probe = rng.random::<bool>();
+    // Blood flows along the walk or against it, drawn once per vessel.
+    let flow_along_walk = rng.random::<bool>();
     let brightness = rng.random_range(150.0..255.0);
     let steps = rng.random_range(0.6..1.2) * (box_w + box_h);
 
@@ -514,7 +515,8 @@ fn draw_vessel(
         if !inside {
             break;
         }
-        let upwards = (angle.sin() < 0.0) == towards_probe;
+        // Image rows grow downwards, so a negative sine walks towards the probe.
+        let upwards = (angle.sin() < 0.0) == flow_along_walk;
         let colour = if upwards {
             [brightness as u8, 30, 20]
         } else {

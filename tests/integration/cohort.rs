@@ -214,3 +214,67 @@ fn extract_still_modes() {
         doppler.numeric_column("f0").unwrap()
     );
 }
+
+#[test]
+fn lasso_1se_on_noise_is_null() {
+    // On features independent of the label, cv.glmnet's lambda.1se is lambda_max (the
+    // null model) for all but unlucky draws. Keeping features on noise after train's
+    // Mann-Whitney screen comes from the screen seeing every training row, not from the
+    // cross-validation.
+    use ceus_edge::stats::lasso::{cross_validate, stratified_folds, LassoOptions};
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let rows = 200;
+    let labels: Vec<bool> = (0..rows).map(|i| i % 3 == 0).collect();
+    let columns: Vec<Vec<f64>> = (0..30)
+        .map(|_| (0..rows).map(|_| rng.random::<f64>() - 0.5).collect())
+        .collect();
+    let folds = stratified_folds(&labels, 10, 3).unwrap();
+    let cv = cross_validate(&columns, &labels, &folds, &LassoOptions::default()).unwrap();
+    assert_eq!(
+        cv.index_1se, 0,
+        "lambda.1se {} is below lambda_max",
+        cv.lambda_1se
+    );
+    let kept = cv.path.coefficients[cv.index_1se]
+        .iter()
+        .filter(|b| **b != 0.0)
+        .count();
+    assert_eq!(kept, 0);
+}
+
+#[test]
+fn analyze_with_demo_signature() {
+    // The bundled demo signature is trained on a phantom cohort with these defaults.
+    let dir = tempfile::tempdir().unwrap();
+    let output = ceus_edge()
+        .args(["phantom", "--cohort", "1", "--seed", "77", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let exam = dir.path().join("exams/exam00001/exam.dcm");
+
+    let output = ceus_edge()
+        .arg("analyze")
+        .arg(&exam)
+        .args(["--set", "age=60", "--set", "cea=5", "--set", "t_stage=2"])
+        .args(["--set", "n_stage=1", "--json", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "analyze failed: {stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let scores = &result["scores"];
+    let probability = scores["probability"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&probability),
+        "probability {probability}"
+    );
+    assert!(scores["cutoff"].is_f64());
+    assert!(scores["risk"] == "low" || scores["risk"] == "high");
+    assert!(scores["integrated_available"].is_boolean());
+    assert_eq!(result["signature"]["demo"], true);
+}
