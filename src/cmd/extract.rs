@@ -38,7 +38,7 @@ const COHORT_COLUMNS: [&str; 9] = [
 /// FILE, FILE.sha256 records the extractor's SHA-256 and path (sha256sum format), which
 /// `train` reads when --extractor-sha256 is absent. Exams whose id is already in FILE are
 /// skipped, so a stopped run resumes where it stopped. An exam that fails is reported on
-/// stderr (id and cause) and skipped; the exit status is 0 even then, and the final line
+/// stderr (id and cause) and skipped. The exit status is 0 even then, and the final line
 /// counts the failures.
 #[derive(clap::Args)]
 pub struct Args {
@@ -246,7 +246,7 @@ fn finished_ids(out: &Path, header: &str) -> anyhow::Result<HashSet<String>> {
         .collect())
 }
 
-/// The path of the side file with the extractor's SHA-256: FILE.sha256 beside FILE.
+/// Returns the path of the side file with the extractor's SHA-256, FILE.sha256 beside FILE.
 pub fn hash_file_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_os_string();
     name.push(".sha256");

@@ -358,7 +358,8 @@ fn select(
 
     // NOTE: the Mann-Whitney and Spearman screens see every training row, so the LASSO's
     // cross-validated deviance is optimistic and lambda.1se can keep features even on
-    // pure noise. The LASSO's own choice matches cv.glmnet (null model on noise).
+    // pure noise. The cross-validation itself is checked against the cv.glmnet
+    // reference in tests/fixtures/stats/lasso.json.
     let folds = fold_ids(args, table, is_test, &labels.train)?;
     let options = LassoOptions {
         lambda_min_ratio: args.lambda_min_ratio,
@@ -663,7 +664,7 @@ fn integrated_model(
     })
 }
 
-/// The extractor's SHA-256: --extractor-sha256, else the first word of TABLE.sha256
+/// Returns the extractor's SHA-256: --extractor-sha256, else the first word of TABLE.sha256
 /// (written by `extract`), else 64 zeros, which no extractor matches.
 fn extractor_hash(args: &Args) -> anyhow::Result<String> {
     if let Some(hash) = &args.extractor_sha256 {

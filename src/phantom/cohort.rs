@@ -142,7 +142,7 @@ impl ClinicalValues {
     }
 }
 
-/// What was drawn for one exam before rendering.
+/// The random draws of one exam, made before rendering.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExamDraw {
     pub id: String,
@@ -250,8 +250,8 @@ pub fn clinical_log_odds(clinical: &ClinicalValues) -> f64 {
         .sum()
 }
 
-/// The lesion of phenotype `z`: each property moves linearly with `z`, clamped to the
-/// phantom's valid ranges.
+/// Builds the lesion of phenotype `z`: each property moves linearly with `z`, clamped
+/// to the phantom's valid ranges.
 fn lesion_profile(z: f64) -> LesionProfile {
     let ratio = (2.6 + 0.5 * z).clamp(1.3, 6.0);
     LesionProfile {
@@ -264,7 +264,7 @@ fn lesion_profile(z: f64) -> LesionProfile {
     }
 }
 
-/// The phantom settings of one exam.
+/// Builds the phantom settings of one exam.
 pub fn exam_config(config: &CohortConfig, draw: &ExamDraw) -> PhantomConfig {
     PhantomConfig {
         seed: draw.phantom_seed,
@@ -427,7 +427,7 @@ fn write_cine(phantom: Phantom, path: &Path, keep: u32) -> Result<Frame, Phantom
     })
 }
 
-/// The B-mode still: `frame` with the B-mode view's pixels copied over the contrast view,
+/// Builds the B-mode still: `frame` with the B-mode view's pixels copied over the contrast view,
 /// so the lesion sits at the contrast view's ROI. Without a B-mode view, the frame as is.
 fn bmode_still(frame: &Frame, bmode_view: Option<Rect>, contrast_view: Rect) -> Frame {
     let mut still = frame.clone();
@@ -450,7 +450,7 @@ fn bmode_still(frame: &Frame, bmode_view: Option<Rect>, contrast_view: Rect) -> 
     still
 }
 
-/// The colour Doppler still: the grey B-mode still in RGB, with vessels in red (flow
+/// Builds the colour Doppler still: the grey B-mode still in RGB, with vessels in red (flow
 /// towards the probe, upwards) and blue (away) inside a colour box around the lesion.
 fn doppler_still(bmode: &Frame, roi: Rect, view: Rect, draw: &ExamDraw) -> Frame {
     let mut still = Frame::new(bmode.width, bmode.height, PixelFormat::Rgb8);

@@ -216,35 +216,6 @@ fn extract_still_modes() {
 }
 
 #[test]
-fn lasso_1se_on_noise_is_null() {
-    // On features independent of the label, cv.glmnet's lambda.1se is lambda_max (the
-    // null model) for all but unlucky draws. Keeping features on noise after train's
-    // Mann-Whitney screen comes from the screen seeing every training row, not from the
-    // cross-validation.
-    use ceus_edge::stats::lasso::{cross_validate, stratified_folds, LassoOptions};
-    use rand::{Rng, SeedableRng};
-
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let rows = 200;
-    let labels: Vec<bool> = (0..rows).map(|i| i % 3 == 0).collect();
-    let columns: Vec<Vec<f64>> = (0..30)
-        .map(|_| (0..rows).map(|_| rng.random::<f64>() - 0.5).collect())
-        .collect();
-    let folds = stratified_folds(&labels, 10, 3).unwrap();
-    let cv = cross_validate(&columns, &labels, &folds, &LassoOptions::default()).unwrap();
-    assert_eq!(
-        cv.index_1se, 0,
-        "lambda.1se {} is below lambda_max",
-        cv.lambda_1se
-    );
-    let kept = cv.path.coefficients[cv.index_1se]
-        .iter()
-        .filter(|b| **b != 0.0)
-        .count();
-    assert_eq!(kept, 0);
-}
-
-#[test]
 fn analyze_with_demo_signature() {
     // The bundled demo signature is trained on a phantom cohort with these defaults.
     let dir = tempfile::tempdir().unwrap();
