@@ -140,6 +140,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.jobs
     );
     let summary = run_workers(&args, &extractor, &pending, out)?;
+    if summary.written > 0 {
+        sort_rows(&args.out, &exams)?;
+    }
     eprintln!(
         "extract: wrote {} exams, {} failed, in {:.1} s",
         summary.written, summary.failed, summary.seconds
@@ -347,6 +350,38 @@ fn run_workers(
         failed: failed.into_inner(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Rewrites the output with its rows in the cohort table's order. Workers append rows
+/// as they finish, and `train`'s seeded split depends on the row order.
+fn sort_rows(out: &Path, exams: &[Exam]) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(out)
+        .with_context(|| format!("cannot read {} to sort it", out.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let position: std::collections::HashMap<&str, usize> = exams
+        .iter()
+        .enumerate()
+        .map(|(k, exam)| (exam.id.as_str(), k))
+        .collect();
+    let mut rows: Vec<&str> = lines.filter(|line| !line.is_empty()).collect();
+    rows.sort_by_key(|line| {
+        let id = line.split(',').next().unwrap_or("");
+        position.get(id).copied().unwrap_or(usize::MAX)
+    });
+
+    let mut sorted = String::with_capacity(text.len());
+    sorted.push_str(header);
+    sorted.push('\n');
+    for row in rows {
+        sorted.push_str(row);
+        sorted.push('\n');
+    }
+    let temporary = hash_file_path(out).with_extension("sorting");
+    std::fs::write(&temporary, sorted)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, out)
+        .with_context(|| format!("cannot replace {} with its sorted rows", out.display()))
 }
 
 fn append_line(out: &Mutex<std::fs::File>, line: &str, path: &Path) -> anyhow::Result<()> {
