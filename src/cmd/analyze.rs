@@ -173,7 +173,8 @@ fn result_document(
     Ok(document)
 }
 
-/// The peak frame with ROI, heatmap, TIC sparkline, risk gauge, warnings and demo label.
+/// Draws the peak frame with ROI, heatmap, TIC sparkline, risk gauge, warnings and demo
+/// label.
 pub fn render_overlay(analysis: &ExamAnalysis, demo: bool) -> Frame {
     let mut canvas = Frame::empty();
     overlay::copy_to_rgb(&analysis.peak_frame, &mut canvas);

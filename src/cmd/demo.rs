@@ -12,7 +12,7 @@ use super::clinical::ClinicalArgs;
 use super::models::ModelArgs;
 use super::tic::CurveArgs;
 
-/// Where the demo shows its result.
+/// Output of the demo's result.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Display {
     /// Write files only.

@@ -61,7 +61,7 @@ impl ModelArgs {
     }
 }
 
-/// The models folder: `CEUS_EDGE_MODELS` when set, else `models/` in the working directory
+/// Returns the models folder: `CEUS_EDGE_MODELS` when set, else `models/` in the working directory
 /// when present, else the source tree's `models/` (for `cargo run` from anywhere).
 pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CEUS_EDGE_MODELS").filter(|d| !d.is_empty()) {

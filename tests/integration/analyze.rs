@@ -51,8 +51,22 @@ fn train_signature(dir: &Path) -> PathBuf {
     let output = ceus_edge()
         .args(["train", "--table"])
         .arg(&table)
-        .args(["--label", "label", "--clinical", "age", "--test-fraction", "0.3"])
-        .args(["--seed", "1", "--folds", "5", "--demo", "--extractor-sha256"])
+        .args([
+            "--label",
+            "label",
+            "--clinical",
+            "age",
+            "--test-fraction",
+            "0.3",
+        ])
+        .args([
+            "--seed",
+            "1",
+            "--folds",
+            "5",
+            "--demo",
+            "--extractor-sha256",
+        ])
         .arg(bundled_model_sha256())
         .arg("--out")
         .arg(&signature)
@@ -70,7 +84,9 @@ fn write_phantom(dir: &Path, extra: &[&str]) -> PathBuf {
     let output = ceus_edge()
         .args(["phantom", "--out"])
         .arg(dir)
-        .args(["--seed", "3", "--frames", "150", "--fps", "5", "--size", "320x240"])
+        .args([
+            "--seed", "3", "--frames", "150", "--fps", "5", "--size", "320x240",
+        ])
         .args(extra)
         .output()
         .unwrap();
@@ -200,7 +216,13 @@ fn analyze_rejects_signature_of_another_extractor() {
     let mut csv = String::from("label,f0,f1\n");
     for row in 0..60 {
         let label = row % 2;
-        writeln!(csv, "{label},{},{}", label as f64 + (row % 7) as f64 * 0.3, row % 5).unwrap();
+        writeln!(
+            csv,
+            "{label},{},{}",
+            label as f64 + (row % 7) as f64 * 0.3,
+            row % 5
+        )
+        .unwrap();
     }
     std::fs::write(&table, csv).unwrap();
     let signature = dir.path().join("other.bin");
@@ -212,7 +234,11 @@ fn analyze_rejects_signature_of_another_extractor() {
         .arg(&signature)
         .output()
         .unwrap();
-    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
     let exam = write_phantom(&dir.path().join("exam"), &[]);
 
     let output = ceus_edge()
