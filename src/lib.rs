@@ -5,6 +5,7 @@
 //! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
 
+pub mod capture;
 pub mod frame;
 pub mod geometry;
 pub mod layout;

@@ -1,6 +1,7 @@
 //! Integration tests of the ceus-edge binary and library.
 
+mod capture;
 mod common;
-mod phantom;
 mod dicom;
+mod phantom;
 mod tic;
