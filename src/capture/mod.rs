@@ -11,8 +11,11 @@
 //! - [`spec`]: the `--source` argument.
 
 pub mod decode;
+pub mod device;
 pub mod format;
 pub mod mjpeg;
+pub mod mock;
+pub mod source;
 pub mod spec;
 
 use std::path::PathBuf;

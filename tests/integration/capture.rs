@@ -247,3 +247,367 @@ fn same_bytes_differ_by_fourcc() {
     // Both UYVY pixels share Y = 128, so they are equal.
     assert_eq!(uyvy.data[..3], uyvy.data[3..]);
 }
+
+mod on_mock_device {
+    use std::time::Duration;
+
+    use ceus_edge::capture::device::{CaptureDevice, BUF_FLAG_ERROR};
+    use ceus_edge::capture::mock::{MockDevice, MockEvent};
+    use ceus_edge::capture::source::{CaptureOptions, CaptureSource};
+    use ceus_edge::capture::{CaptureError, FrameError};
+    use ceus_edge::frame::{Frame, PixelFormat};
+    use ceus_edge::source::{FrameSource, SourceError};
+
+    use super::{buffer_format, fixture, strip_dht};
+
+    const PAGE: usize = 4096;
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    fn options(output: PixelFormat) -> CaptureOptions {
+        let mut options = CaptureOptions::default();
+        options.decode.output = output;
+        options.timeout = ms(500);
+        options
+    }
+
+    /// Makes a 4x2 YUYV image whose luma ramps up from `level`.
+    fn yuyv_payload(level: u8) -> Vec<u8> {
+        (0..8)
+            .flat_map(|i| [level.saturating_add(i * 10), 128])
+            .collect()
+    }
+
+    fn yuyv_source(events: Vec<MockEvent>) -> CaptureSource<MockDevice> {
+        let device = MockDevice::new(buffer_format("YUYV", 4, 2, 8, 16), 2, events);
+        CaptureSource::new(device, options(PixelFormat::Gray8)).unwrap()
+    }
+
+    /// Makes a frame whose mapping is page-rounded, with garbage after the payload.
+    fn page_rounded(payload: &[u8], sequence: u32, timestamp: Duration) -> MockEvent {
+        let mut mapping = payload.to_vec();
+        mapping.extend((payload.len()..PAGE).map(|i| (i * 131 % 251) as u8));
+        MockEvent::Frame {
+            mapping,
+            bytesused: payload.len() as u32,
+            sequence,
+            timestamp,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn yuyv_garbage_past_bytesused_ignored() {
+        let payload = yuyv_payload(40);
+        let mut exact = yuyv_source(vec![MockEvent::frame(&payload, 0, ms(10))]);
+        let mut padded = yuyv_source(vec![page_rounded(&payload, 0, ms(10))]);
+
+        let (mut expected, mut got) = (Frame::empty(), Frame::empty());
+        exact.capture(&mut expected).unwrap();
+        padded.capture(&mut got).unwrap();
+        assert_eq!(got.data, expected.data);
+        assert_eq!(got.data.len(), 8);
+    }
+
+    #[test]
+    fn mjpeg_garbage_past_bytesused_ignored() {
+        let jpeg = strip_dht(&fixture("colour_422.jpg"));
+        let format = buffer_format("MJPG", 64, 48, 0, PAGE as u32);
+        let source = |event| {
+            let device = MockDevice::new(format, 2, vec![event]);
+            CaptureSource::new(device, options(PixelFormat::Rgb8)).unwrap()
+        };
+        let mut exact = source(MockEvent::frame(&jpeg, 0, ms(10)));
+        let mut padded = source(page_rounded(&jpeg, 0, ms(10)));
+
+        let (mut expected, mut got) = (Frame::empty(), Frame::empty());
+        exact.capture(&mut expected).unwrap();
+        padded.capture(&mut got).unwrap();
+        assert_eq!(got.data, expected.data);
+        assert_eq!(got.data.len(), 64 * 48 * 3);
+    }
+
+    #[test]
+    fn disconnect_after_three_frames() {
+        let mut events: Vec<MockEvent> = (0..3)
+            .map(|i| MockEvent::frame(&yuyv_payload(i as u8), i, ms(100 + 33 * u64::from(i))))
+            .collect();
+        events.push(MockEvent::Disconnect);
+        let mut source = yuyv_source(events);
+        let mut frame = Frame::empty();
+
+        for expected_index in 0..3 {
+            assert!(source.read_frame(&mut frame).unwrap());
+            assert_eq!(frame.index, expected_index);
+        }
+        let error = source.read_frame(&mut frame).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SourceError::Capture(CaptureError::Disconnected { .. })
+            ),
+            "{error}"
+        );
+        // One poll per frame and one for the disconnect: no busy loop.
+        assert_eq!(source.device().counters().polls, 4);
+        assert_eq!(source.device().counters().queues, 3);
+    }
+
+    #[test]
+    fn never_ready_times_out_once() {
+        let mut source = yuyv_source(Vec::new());
+        let start = source.device().clock();
+        let mut frame = Frame::empty();
+
+        let error = source.capture(&mut frame).unwrap_err();
+        assert!(
+            matches!(error, CaptureError::Timeout { timeout, .. } if timeout == ms(500)),
+            "{error}"
+        );
+        assert_eq!(source.device().counters().polls, 1);
+        assert_eq!(source.device().clock() - start, ms(500));
+    }
+
+    #[test]
+    fn spurious_wakeups_bounded() {
+        let events = vec![MockEvent::SpuriousWakeup; 100];
+        let mut source = yuyv_source(events);
+        let error = source.capture(&mut Frame::empty()).unwrap_err();
+        assert!(matches!(error, CaptureError::Io { .. }), "{error}");
+        assert_eq!(source.device().counters().polls, 8);
+        assert_eq!(source.stats().spurious_wakeups, 8);
+    }
+
+    #[test]
+    fn spurious_wakeup_then_frame() {
+        let events = vec![
+            MockEvent::SpuriousWakeup,
+            MockEvent::frame(&yuyv_payload(0), 0, ms(5)),
+        ];
+        let mut source = yuyv_source(events);
+        source.capture(&mut Frame::empty()).unwrap();
+        assert_eq!(source.stats().spurious_wakeups, 1);
+        assert_eq!(source.device().counters().polls, 2);
+    }
+
+    #[test]
+    fn sequence_gaps_count_drops() {
+        let sequences = [10, 11, 14, 15, 19];
+        let events = sequences
+            .iter()
+            .map(|&s| MockEvent::frame(&yuyv_payload(0), s, ms(u64::from(s) * 33)))
+            .collect();
+        let mut source = yuyv_source(events);
+        let mut frame = Frame::empty();
+        let mut dropped_before = Vec::new();
+        for _ in sequences {
+            dropped_before.push(source.capture(&mut frame).unwrap().dropped_before);
+        }
+        assert_eq!(dropped_before, [0, 0, 2, 0, 3]);
+        assert_eq!(source.stats().dropped, 5);
+        assert_eq!(source.stats().delivered, 5);
+    }
+
+    #[test]
+    fn sequence_wrap_is_not_a_drop() {
+        let events = vec![
+            MockEvent::frame(&yuyv_payload(0), u32::MAX, ms(10)),
+            MockEvent::frame(&yuyv_payload(0), 0, ms(20)),
+        ];
+        let mut source = yuyv_source(events);
+        let mut frame = Frame::empty();
+        source.capture(&mut frame).unwrap();
+        source.capture(&mut frame).unwrap();
+        assert_eq!(source.stats().dropped, 0);
+    }
+
+    #[test]
+    fn non_increasing_timestamps_fall_back() {
+        let timestamps = [1000, 1033, 1033, 1020, 1100];
+        let events = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| MockEvent::frame(&yuyv_payload(0), i as u32, ms(t)))
+            .collect();
+        let mut source = yuyv_source(events);
+        let mut frame = Frame::empty();
+        let mut times = Vec::new();
+        let mut dequeue_timed = Vec::new();
+        for _ in timestamps {
+            let captured = source.capture(&mut frame).unwrap();
+            times.push(frame.time_s);
+            dequeue_timed.push(captured.dequeue_timed);
+        }
+
+        assert_eq!(times[0], 0.0);
+        assert!((times[1] - 0.033).abs() < 1e-9, "{times:?}");
+        for pair in times.windows(2) {
+            assert!(pair[1] > pair[0], "time does not increase: {times:?}");
+        }
+        assert_eq!(dequeue_timed, [false, false, true, true, true]);
+        assert_eq!(source.stats().non_increasing_timestamps, 2);
+        // After the fallback, frames advance by the mock's dequeue interval of 33.333 ms.
+        assert!((times[3] - times[2] - 0.033_333).abs() < 1e-9, "{times:?}");
+    }
+
+    #[test]
+    fn truncated_mjpeg_dropped_then_next_decodes() {
+        let jpeg = strip_dht(&fixture("colour_422.jpg"));
+        let truncated = &jpeg[..jpeg.len() / 2];
+        let events = vec![
+            MockEvent::frame(&jpeg, 0, ms(10)),
+            MockEvent::frame(truncated, 1, ms(20)),
+            MockEvent::frame(&jpeg, 2, ms(30)),
+        ];
+        let device = MockDevice::new(buffer_format("MJPG", 64, 48, 0, 0), 2, events.clone());
+        let mut source = CaptureSource::new(device, options(PixelFormat::Gray8)).unwrap();
+        let mut frame = Frame::empty();
+
+        source.capture(&mut frame).unwrap();
+        let error = source.capture(&mut frame).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CaptureError::Frame {
+                    sequence: 1,
+                    error: FrameError::Truncated
+                }
+            ),
+            "{error}"
+        );
+        source.capture(&mut frame).unwrap();
+        assert_eq!(source.stats().bad, 1);
+        assert_eq!(source.stats().delivered, 2);
+
+        // Through FrameSource the bad frame is skipped.
+        let device = MockDevice::new(buffer_format("MJPG", 64, 48, 0, 0), 2, events);
+        let mut source = CaptureSource::new(device, options(PixelFormat::Gray8)).unwrap();
+        assert!(source.read_frame(&mut frame).unwrap());
+        assert!(source.read_frame(&mut frame).unwrap());
+        assert_eq!(frame.index, 1);
+        assert_eq!(source.stats().bad, 1);
+    }
+
+    #[test]
+    fn consecutive_bad_frames_limit() {
+        let mut events = vec![MockEvent::frame(&[0u8; 3], 0, ms(10)); 4];
+        events.push(MockEvent::frame(&yuyv_payload(0), 4, ms(50)));
+        let device = MockDevice::new(buffer_format("YUYV", 4, 2, 8, 16), 2, events);
+        let mut options = options(PixelFormat::Gray8);
+        options.max_consecutive_bad_frames = 3;
+        let mut source = CaptureSource::new(device, options).unwrap();
+
+        let error = source.read_frame(&mut Frame::empty()).unwrap_err();
+        assert!(matches!(
+            error,
+            SourceError::Capture(CaptureError::Frame {
+                error: FrameError::Short { .. },
+                ..
+            })
+        ));
+        assert_eq!(source.stats().bad, 4);
+    }
+
+    #[test]
+    fn driver_error_flag_and_bad_bytesused_dropped() {
+        let payload = yuyv_payload(0);
+        let flagged = MockEvent::Frame {
+            mapping: payload.clone(),
+            bytesused: 16,
+            sequence: 0,
+            timestamp: ms(10),
+            flags: BUF_FLAG_ERROR,
+        };
+        let oversized = MockEvent::Frame {
+            mapping: payload.clone(),
+            bytesused: 17,
+            sequence: 1,
+            timestamp: ms(20),
+            flags: 0,
+        };
+        let mut source = yuyv_source(vec![flagged, oversized]);
+        let mut frame = Frame::empty();
+
+        let first = source.capture(&mut frame).unwrap_err();
+        assert!(matches!(
+            first,
+            CaptureError::Frame {
+                error: FrameError::DriverError,
+                ..
+            }
+        ));
+        let second = source.capture(&mut frame).unwrap_err();
+        assert!(matches!(
+            second,
+            CaptureError::Frame {
+                error: FrameError::BytesusedBeyondBuffer {
+                    bytesused: 17,
+                    length: 16
+                },
+                ..
+            }
+        ));
+        assert_eq!(source.device().counters().queues, 2);
+    }
+
+    #[test]
+    fn buffers_requeued_and_frame_reused() {
+        // Two buffer slots and six frames: only a source that queues each buffer back
+        // gets past the second frame.
+        let events = (0..6)
+            .map(|i| MockEvent::frame(&yuyv_payload(i as u8 * 20), i, ms(u64::from(i) * 33 + 1)))
+            .collect();
+        let mut source = yuyv_source(events);
+        let mut frame = Frame::empty();
+        source.capture(&mut frame).unwrap();
+        let buffer = frame.data.as_ptr();
+        for _ in 1..6 {
+            source.capture(&mut frame).unwrap();
+            assert_eq!(frame.data.as_ptr(), buffer);
+        }
+        assert_eq!(source.device().counters().queues, 6);
+        assert_eq!(frame.data[0], super::limited_to_full(100));
+    }
+
+    #[test]
+    fn reopen_after_disconnect() {
+        let device = MockDevice::new(
+            buffer_format("YUYV", 4, 2, 8, 16),
+            2,
+            vec![
+                MockEvent::frame(&yuyv_payload(0), 7, ms(10)),
+                MockEvent::Disconnect,
+            ],
+        )
+        .then_after_reopen(vec![MockEvent::frame(&yuyv_payload(0), 0, ms(500))]);
+        let mut source = CaptureSource::new(device, options(PixelFormat::Gray8)).unwrap();
+        let mut frame = Frame::empty();
+
+        source.capture(&mut frame).unwrap();
+        assert!(matches!(
+            source.capture(&mut frame),
+            Err(CaptureError::Disconnected { .. })
+        ));
+        source.reopen().unwrap();
+        source.capture(&mut frame).unwrap();
+        assert_eq!(source.stats().dropped, 0, "sequence restart is not a drop");
+        assert!(frame.time_s > 0.0);
+        assert_eq!(source.device().counters().reopens, 1);
+
+        // A second reopen finds no device.
+        assert!(source.device().path().starts_with("/dev"));
+        assert!(matches!(
+            source.reopen(),
+            Err(CaptureError::Disconnected { .. })
+        ));
+    }
+}
+
+/// Expands a BT.601 limited-range luma sample to full range, from the definition.
+fn limited_to_full(y: u8) -> u8 {
+    ((f64::from(y) - 16.0) * 255.0 / 219.0)
+        .round()
+        .clamp(0.0, 255.0) as u8
+}
