@@ -2,21 +2,35 @@
 //! capture [`source::CaptureSource`] that turns dequeued buffers into [`crate::frame::Frame`]s.
 //!
 //! The layers, from the bottom:
-//! - [`format`]: the fourcc and sizes the driver reports with `VIDIOC_G_FMT`, resolved to a
+//! - [`format`](mod@format): the fourcc and sizes the driver reports with `VIDIOC_G_FMT`, resolved to a
 //!   plane layout (stride and planes) the decoders can trust.
 //! - [`decode`] and [`mjpeg`]: pure decoders of one buffer's `bytesused` bytes.
 //! - [`device`]: the [`device::CaptureDevice`] trait, implemented by the V4L2 device (Cargo
 //!   feature `v4l2`) and by [`mock::MockDevice`] for tests.
 //! - [`source`]: decoding, dropped-frame counts, the time axis and timeouts, on any device.
+//! - [`V4l2Device`] and [`list_devices`]: the real device and the listing of
+//!   `ceus-edge devices`. Without the feature `v4l2` they are stand-ins that fail with
+//!   [`CaptureError::NotEnabled`].
 //! - [`spec`]: the `--source` argument.
 
 pub mod decode;
 pub mod device;
 pub mod format;
+pub mod listing;
 pub mod mjpeg;
 pub mod mock;
 pub mod source;
 pub mod spec;
+
+#[cfg(feature = "v4l2")]
+mod v4l2;
+#[cfg(feature = "v4l2")]
+pub use v4l2::{list_devices, V4l2Device};
+
+#[cfg(not(feature = "v4l2"))]
+mod disabled;
+#[cfg(not(feature = "v4l2"))]
+pub use disabled::{list_devices, V4l2Device};
 
 use std::path::PathBuf;
 use std::time::Duration;

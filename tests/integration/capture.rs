@@ -611,3 +611,50 @@ fn limited_to_full(y: u8) -> u8 {
         .round()
         .clamp(0.0, 255.0) as u8
 }
+
+#[test]
+fn devices_command_lists_every_node() {
+    let output = crate::common::ceus_edge()
+        .args(["devices", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if cfg!(not(feature = "v4l2")) {
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not enabled in this build"), "{stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stderr}");
+
+    let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let devices = listing["devices"].as_array().expect("a devices array");
+    let nodes = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("video")
+                .is_some_and(|number| number.parse::<u64>().is_ok())
+        })
+        .count();
+    assert_eq!(devices.len(), nodes);
+}
+
+#[test]
+fn devices_command_without_devices_succeeds() {
+    let has_nodes = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .any(|entry| entry.file_name().to_string_lossy().starts_with("video"));
+    if has_nodes || cfg!(not(feature = "v4l2")) {
+        // Only meaningful on a machine without video nodes, such as this build host.
+        return;
+    }
+    let output = crate::common::ceus_edge().arg("devices").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "no V4L2 devices found (no /dev/video* nodes)\n"
+    );
+}
