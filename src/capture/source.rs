@@ -292,6 +292,19 @@ impl<D: CaptureDevice> FrameSource for CaptureSource<D> {
     }
 }
 
+/// Opens a V4L2 device with the format of `request` and wraps it in a capture source.
+///
+/// # Errors
+/// The errors of [`super::V4l2Device::open`] and of [`CaptureSource::new`], including
+/// [`CaptureError::NotEnabled`] in a build without the feature `v4l2`.
+pub fn open_v4l2(
+    request: &super::spec::V4l2Request,
+    options: CaptureOptions,
+) -> Result<CaptureSource<super::V4l2Device>, CaptureError> {
+    let device = super::V4l2Device::open(request)?;
+    CaptureSource::new(device, options)
+}
+
 /// Logs a skipped frame: each of the first 10, then every 100th, to keep the log short.
 fn log_bad_frame(error: &CaptureError, bad_so_far: u64) {
     if bad_so_far <= 10 || bad_so_far % 100 == 0 {

@@ -658,3 +658,54 @@ fn devices_command_without_devices_succeeds() {
         "no V4L2 devices found (no /dev/video* nodes)\n"
     );
 }
+
+#[test]
+fn corrupt_mjpeg_bytes_never_panic() {
+    let jpeg = strip_dht(&fixture("colour_422.jpg"));
+    let mut decoder = MjpegDecoder::default();
+    let mut frame = Frame::empty();
+    let mut failures = 0;
+    for position in 0..jpeg.len() {
+        for value in [0x00, 0xFF, 0xD9, !jpeg[position]] {
+            let mut corrupt = jpeg.clone();
+            corrupt[position] = value;
+            let result = decoder.decode(
+                &corrupt,
+                (64, 48),
+                PixelFormat::Rgb8,
+                &Limits::default(),
+                &mut frame,
+            );
+            failures += usize::from(result.is_err());
+        }
+    }
+    // Changing a header or marker byte must be caught; entropy-coded bytes may decode
+    // to a different but valid image.
+    assert!(failures > 0);
+}
+
+#[test]
+fn random_buffers_never_panic_raw_decoders() {
+    let mut state = 0x2545_f491_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let mut frame = Frame::empty();
+    for fourcc in ["YUYV", "UYVY", "NV12", "GREY", "RGB3", "BGR3"] {
+        let format = buffer_format(fourcc, 8, 4, 0, 0);
+        let layout = layout(&format);
+        for _ in 0..50 {
+            let len = (next() % 200) as usize;
+            let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let result = decode_raw(&layout, &payload, DecodeOptions::default(), &mut frame);
+            assert_eq!(
+                result.is_ok(),
+                len >= layout.min_payload(),
+                "{fourcc} {len}"
+            );
+        }
+    }
+}
