@@ -176,7 +176,7 @@ impl PlaneLayout {
         plane_rows(self.encoding, self.height) as usize
     }
 
-    /// The smallest payload that contains a whole image: every row at the stride, but the last
+    /// Returns the smallest payload that contains a whole image: every row at the stride, but the last
     /// one without its padding (0 for MJPEG, whose size varies per frame).
     pub fn min_payload(&self) -> usize {
         match self.encoding {
@@ -241,6 +241,8 @@ fn resolve_stride(format: &BufferFormat, row_bytes: u64, rows: u64) -> Result<u6
     if sizeimage % rows == 0 && sizeimage / rows >= row_bytes {
         return Ok(sizeimage / rows);
     }
+    // NOTE: a driver that pads only the end of the image (sizeimage rounded up to a page)
+    // is rejected here too, although bytesperline alone would decode it.
     Err(stride_error(
         format,
         &format!("disagrees with sizeimage {sizeimage}, which is not a whole number of rows"),

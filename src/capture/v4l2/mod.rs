@@ -39,6 +39,8 @@ pub struct V4l2Device {
     /// `None` after a teardown, until a reopen succeeds. Declared before `device` so the
     /// buffers are unmapped before the file descriptor closes.
     buffers: Option<sys::MappedBuffers>,
+    // NOTE: v4l 0.14 panics in `Drop` if close(2) fails, which Linux does not do for a
+    // V4L2 node, even an unplugged one (an assumption, not tested on hardware).
     device: v4l::Device,
 }
 
@@ -264,11 +266,13 @@ impl CaptureDevice for V4l2Device {
     }
 }
 
-/// Maps an errno from streaming to a typed error: `ENODEV` and `ENXIO` mean the device
-/// is gone.
+/// Maps an errno from streaming to a typed error. `ENODEV` and `ENXIO` mean the device is
+/// gone. Since Linux 2.6.35, `EIO` from `VIDIOC_DQBUF` means an unrecoverable streaming
+/// error, after which the kernel does not say which buffer failed. Only a reopen
+/// recovers from any of these.
 fn classify(path: &Path, operation: &'static str, error: io::Error) -> CaptureError {
     match error.raw_os_error() {
-        Some(libc::ENODEV) | Some(libc::ENXIO) => CaptureError::Disconnected {
+        Some(libc::ENODEV) | Some(libc::ENXIO) | Some(libc::EIO) => CaptureError::Disconnected {
             device: path.to_path_buf(),
             reason: format!("{operation}: {error}"),
         },
@@ -449,6 +453,12 @@ mod tests {
             io::Error::from_raw_os_error(libc::EINVAL),
         );
         assert!(matches!(other, CaptureError::Io { .. }));
+        let failed_queue = classify(
+            path,
+            "VIDIOC_DQBUF",
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(failed_queue, CaptureError::Disconnected { .. }));
     }
 
     #[test]
