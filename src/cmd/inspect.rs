@@ -256,6 +256,7 @@ fn timing_name(timing: &TimingSource) -> &'static str {
         TimingSource::StreamHeader => "stream header",
         TimingSource::UserFps => "--fps",
         TimingSource::SingleFrame => "single frame",
+        TimingSource::DeviceTimestamps => "device timestamps",
     }
 }
 

@@ -3,6 +3,7 @@
 mod analyze;
 mod clinical;
 mod demo;
+mod devices;
 mod evaluate;
 mod infer;
 mod inspect;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Evaluate a signature or precomputed scores: AUC with DeLong CI, Youden cut-off,
     /// calibration, decision curve and DeLong comparisons.
     Evaluate(Box<evaluate::Args>),
+    /// List the V4L2 capture devices with their formats, frame sizes and frame rates.
+    Devices(devices::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => evaluate::run(*args),
+        Command::Devices(args) => devices::run(args),
     }
 }
