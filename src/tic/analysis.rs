@@ -240,7 +240,7 @@ fn flag_report(curve: &TicCurve) -> FlagReport {
     report
 }
 
-/// The unflagged, finite samples and their centred moving average.
+/// Collects the unflagged, finite samples and their centred moving average.
 fn clean_samples(curve: &TicCurve, settings: &AnalysisSettings) -> Clean {
     let mut clean = Clean {
         positions: Vec::new(),
@@ -329,9 +329,9 @@ fn bolus_arrival(
     finite(clean.t[first])
 }
 
-/// Among unflagged frames whose smoothed enhancement is within `peak_tolerance` of the
-/// maximum, the frame closest to `target`; candidates within `peak_time_window_s` of
-/// that one compete on motion NCC.
+/// Picks the peak frame. Candidates are unflagged frames whose smoothed enhancement is
+/// within `peak_tolerance` of the maximum. Those within `peak_time_window_s` of the
+/// candidate closest to `target` compete on motion NCC.
 fn select_peak(
     curve: &TicCurve,
     clean: &Clean,

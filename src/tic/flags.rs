@@ -52,7 +52,7 @@ impl FrameFlags {
             .map(|(_, name)| name)
     }
 
-    /// The flag names joined by `|`, or an empty string when none is set.
+    /// Joins the flag names with `|`, giving an empty string when none is set.
     pub fn joined(self) -> String {
         self.names().collect::<Vec<_>>().join("|")
     }
@@ -159,7 +159,7 @@ impl Histogram {
 /// side (the frame itself left out).
 ///
 /// A centred median follows a steady wash-in or wash-out, so only a short excursion
-/// that comes back stands out. `scratch` is reused for the window.
+/// that comes back exceeds it. `scratch` is reused for the window.
 pub fn flag_flashes(
     view_power: &[f64],
     flags: &mut [FrameFlags],
@@ -217,28 +217,48 @@ pub fn hash_rect(
     bytes_per_pixel: usize,
     rect: &crate::geometry::Rect,
 ) -> u64 {
-    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut hash = 0xCBF2_9CE4_8422_2325u64;
     let row_bytes = rect.w as usize * bytes_per_pixel;
+    // Four independent lanes keep the multiplier busy; they are folded at the end.
+    let mut lanes = [
+        0xCBF2_9CE4_8422_2325u64,
+        0x8422_2325_CBF2_9CE4,
+        0x9CE4_8422_2325_CBF2,
+        0x2325_CBF2_9CE4_8422,
+    ];
+    let mut tail = 0x1000_0000_01B3u64;
     for y in rect.y..rect.bottom() as u32 {
         let start = y as usize * stride + rect.x as usize * bytes_per_pixel;
         let Some(row) = data.get(start..start + row_bytes) else {
             break;
         };
-        let mut words = row.chunks_exact(8);
-        for word in &mut words {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            hash = (hash ^ u64::from_le_bytes(bytes)).wrapping_mul(MULTIPLIER);
-            hash ^= hash >> 29;
+        let mut blocks = row.chunks_exact(32);
+        for block in &mut blocks {
+            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+                *lane = mix(*lane, read_word(word));
+            }
         }
-        for &byte in words.remainder() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(MULTIPLIER);
-            hash ^= hash >> 29;
+        for &byte in blocks.remainder() {
+            tail = mix(tail, u64::from(byte));
         }
-        hash = hash.rotate_left(17) ^ u64::from(y);
+        tail = mix(tail, u64::from(y));
     }
-    hash
+    lanes
+        .iter()
+        .fold(tail, |hash, &lane| mix(hash.rotate_left(23), lane))
+}
+
+#[inline]
+fn mix(hash: u64, word: u64) -> u64 {
+    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+    let hash = (hash ^ word).wrapping_mul(MULTIPLIER);
+    hash ^ (hash >> 29)
+}
+
+#[inline]
+fn read_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
@@ -295,14 +315,17 @@ mod tests {
 
     #[test]
     fn hash_sees_one_changed_byte() {
-        let rect = crate::geometry::Rect::new(1, 1, 13, 3);
-        let mut data = vec![7u8; 20 * 5];
-        let before = hash_rect(&data, 20, 1, &rect);
-        data[3 * 20 + 9] = 8;
-        assert_ne!(before, hash_rect(&data, 20, 1, &rect));
+        // 70 bytes per row: two 32-byte blocks and a 6-byte remainder.
+        let rect = crate::geometry::Rect::new(1, 1, 70, 3);
+        let mut data = vec![7u8; 80 * 5];
+        let before = hash_rect(&data, 80, 1, &rect);
+        for offset in [2 * 80 + 5, 3 * 80 + 40, 3 * 80 + 68] {
+            data[offset] = 8;
+            assert_ne!(before, hash_rect(&data, 80, 1, &rect), "offset {offset}");
+            data[offset] = 7;
+        }
         data[0] = 9;
-        data[3 * 20 + 9] = 7;
-        assert_eq!(before, hash_rect(&data, 20, 1, &rect));
+        assert_eq!(before, hash_rect(&data, 80, 1, &rect));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub struct MotionTracker {
 }
 
 impl MotionTracker {
-    /// A tracker for `view`, or `None` when the view is too small for a block of 16
+    /// Creates a tracker for `view`, or returns `None` when the view is too small for a block of 16
     /// pixels plus the search margin.
     pub fn new(view: Rect, settings: MotionSettings) -> Option<MotionTracker> {
         let search = settings.search_px;
@@ -214,18 +214,28 @@ impl MotionTracker {
     fn ncc_at(&self, dx: i32, dy: i32) -> Option<f64> {
         let search = self.settings.search_px as i32;
         let width = self.region.w as usize;
-        let mut sum = 0i64;
-        let mut sum_squares = 0i64;
-        let mut cross = 0i64;
-        for ((x, y), &reference) in self
-            .sample_points(search + dx, search + dy)
-            .zip(&self.reference)
-        {
-            let value = i64::from(self.current[y * width + x]);
-            sum += value;
-            sum_squares += value * value;
-            cross += value * i64::from(reference);
+        let step = self.settings.sample_step as usize;
+        let count = self.samples_per_side as usize;
+        let x0 = (search + dx) as usize;
+        let y0 = (search + dy) as usize;
+        // Row sums fit in u32: a row has at most 7680 samples (the widest frame the
+        // source limits allow) of at most 255^2 each.
+        let (mut sum, mut sum_squares, mut cross) = (0u64, 0u64, 0u64);
+        for (j, reference_row) in self.reference.chunks_exact(count).enumerate() {
+            let start = (y0 + j * step) * width + x0;
+            let row = &self.current[start..start + (count - 1) * step + 1];
+            let (mut row_sum, mut row_squares, mut row_cross) = (0u32, 0u32, 0u32);
+            for (&value, &reference) in row.iter().step_by(step).zip(reference_row) {
+                let value = u32::from(value);
+                row_sum += value;
+                row_squares += value * value;
+                row_cross += value * u32::from(reference);
+            }
+            sum += u64::from(row_sum);
+            sum_squares += u64::from(row_squares);
+            cross += u64::from(row_cross);
         }
+        let (sum, sum_squares, cross) = (sum as i64, sum_squares as i64, cross as i64);
         let n = self.reference.len() as i64;
         let variance = n * sum_squares - sum * sum;
         if standard_deviation(variance, n) < self.settings.min_texture {
@@ -244,7 +254,7 @@ impl MotionTracker {
         (0..count).flat_map(move |j| (0..count).map(move |i| (x0 + i * step, y0 + j * step)))
     }
 
-    /// The block searched, in full-frame pixels.
+    /// Returns the block searched, in full-frame pixels.
     pub fn block(&self) -> Rect {
         self.block
     }

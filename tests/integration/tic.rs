@@ -790,7 +790,7 @@ mod auto_roi {
         let table = PowerTable::new(60.0).unwrap();
         let mut map = AutoRoi::new(&layout, table, roi_settings);
         for (frame, role) in frames.iter().zip(roles) {
-            map.push(frame, role);
+            map.push(frame, role).unwrap();
         }
         let roi = map.propose().unwrap();
         let (cx, cy) = (screen.contrast.x + 95, screen.contrast.y + 100);
