@@ -33,7 +33,7 @@ impl Rect {
         u64::from(self.y) + u64::from(self.h)
     }
 
-    /// Whether the rectangle is non-empty and lies inside a `width` x `height` frame.
+    /// Checks that the rectangle is non-empty and lies inside a `width` x `height` frame.
     pub fn fits_in(&self, width: u32, height: u32) -> bool {
         self.w > 0
             && self.h > 0
@@ -41,7 +41,7 @@ impl Rect {
             && self.bottom() <= u64::from(height)
     }
 
-    /// Whether `other` lies entirely inside `self`.
+    /// Checks that `other` lies entirely inside `self`.
     pub fn contains_rect(&self, other: &Rect) -> bool {
         other.x >= self.x
             && other.y >= self.y
@@ -49,7 +49,7 @@ impl Rect {
             && other.bottom() <= self.bottom()
     }
 
-    /// The rectangle as `[x, y, w, h]`, the order used in JSON output.
+    /// Returns `[x, y, w, h]`, the order used in JSON output.
     pub fn to_array(self) -> [u32; 4] {
         [self.x, self.y, self.w, self.h]
     }

@@ -5,9 +5,15 @@
 //! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
 
+pub mod extractor;
 pub mod frame;
 pub mod geometry;
 pub mod layout;
+pub mod npy;
+pub mod overlay;
 pub mod phantom;
+pub mod png_out;
+pub mod preprocess;
 pub mod source;
 pub mod tic;
+pub mod tic_plot;

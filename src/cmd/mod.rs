@@ -1,5 +1,6 @@
 //! One module per subcommand: each has its clap `Args` and a `run` function.
 
+mod infer;
 mod inspect;
 mod phantom;
 mod tic;
@@ -14,6 +15,8 @@ pub enum Command {
     Tic(tic::Args),
     /// Write a synthetic CEUS exam with its ground truth.
     Phantom(phantom::Args),
+    /// Run the DenseNet-201 feature extractor on a tensor or an image.
+    Infer(infer::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -21,5 +24,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Tic(args) => tic::run(args),
         Command::Phantom(args) => phantom::run(args),
+        Command::Infer(args) => infer::run(args),
     }
 }

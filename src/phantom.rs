@@ -1,1 +1,0 @@
-//! Synthetic CEUS exams with known ground truth.
