@@ -13,13 +13,15 @@ use crate::geometry::Rect;
 /// Block size, search range and the thresholds of the motion flag.
 #[derive(Clone, Debug)]
 pub struct MotionSettings {
-    /// Side of the matched block in pixels, before clipping to the view. Default 128.
+    /// Side of the matched block in pixels, before clipping to half the view's shorter
+    /// side. Default 128.
     pub block_px: u32,
     /// Largest shift searched in each direction, in pixels. Default 8.
     pub search_px: u32,
     /// Pixel step of the NCC sums inside the block. Default 2.
     pub sample_step: u32,
-    /// A shift longer than this (Euclidean, pixels) flags motion. Default 3.
+    /// A shift longer than this (Euclidean, pixels) flags motion. Default 0.9, so any
+    /// whole-pixel shift counts: tissue at rest matches at zero shift despite noise.
     pub max_shift_px: f64,
     /// An NCC below this flags motion on a B-mode view. Default 0.5.
     pub min_ncc: f64,
@@ -34,7 +36,7 @@ impl Default for MotionSettings {
             block_px: 128,
             search_px: 8,
             sample_step: 2,
-            max_shift_px: 3.0,
+            max_shift_px: 0.9,
             min_ncc: 0.5,
             min_texture: 3.0,
         }
@@ -75,13 +77,15 @@ pub struct MotionTracker {
 }
 
 impl MotionTracker {
-    /// Creates a tracker for `view`, or returns `None` when the view is too small for a block of 16
-    /// pixels plus the search margin.
+    /// Creates a tracker for `view`, or returns `None` when the view is too small for a
+    /// block of 16 pixels plus the search margin.
     pub fn new(view: Rect, settings: MotionSettings) -> Option<MotionTracker> {
         let search = settings.search_px;
         let step = settings.sample_step.max(1);
         let room = view.w.min(view.h).checked_sub(2 * search)?;
-        let side = settings.block_px.min(room) / step * step;
+        // Half the view's shorter side keeps the block inside a sector fan, whose
+        // static edges would otherwise pin the match at zero shift.
+        let side = settings.block_px.min(room).min(view.w.min(view.h) / 2) / step * step;
         if side < 16 {
             return None;
         }

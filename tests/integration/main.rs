@@ -2,6 +2,6 @@
 
 mod common;
 mod dicom;
+mod extractor;
 mod phantom;
 mod tic;
-mod extractor;
