@@ -20,8 +20,8 @@ pub struct MotionSettings {
     pub search_px: u32,
     /// Pixel step of the NCC sums inside the block. Default 2.
     pub sample_step: u32,
-    /// A shift longer than this (Euclidean, pixels) flags motion. Default 0.9, so any
-    /// whole-pixel shift counts: tissue at rest matches at zero shift despite noise.
+    /// A shift longer than this (Euclidean, pixels) flags motion. Default 2.0: tissue
+    /// whose speckle decorrelates between frames jitters by a pixel at rest.
     pub max_shift_px: f64,
     /// An NCC below this flags motion on a B-mode view. Default 0.5.
     pub min_ncc: f64,
@@ -36,7 +36,7 @@ impl Default for MotionSettings {
             block_px: 128,
             search_px: 8,
             sample_step: 2,
-            max_shift_px: 0.9,
+            max_shift_px: 2.0,
             min_ncc: 0.5,
             min_texture: 3.0,
         }

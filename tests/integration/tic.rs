@@ -989,12 +989,7 @@ mod phantom_peak {
         Ok(())
     }
 
-    // NOTE: measured at 94.4% (51 of 54 exams) against the 95% target. Two misses pick
-    // a frame inside a phantom motion event that went unflagged, because the phantom
-    // redraws its B-mode speckle every frame (NCC near 0.34 at rest) and block matching
-    // finds no shift. One picks a frame at 89.7% of the peak power.
     #[test]
-    #[ignore = "94.4% of phantom exams, below the 95% target: motion events go unflagged"]
     fn phantom_peak_selection_rate() {
         let layouts = [ViewLayout::Dual, ViewLayout::Single];
         let frame_rates = [8.0, 15.0, 20.0];
