@@ -159,8 +159,8 @@ impl CurveArgs {
     }
 }
 
-/// One row per frame: time, raw mean grey, linearised power, fitted value, flags and
-/// the motion estimate. Absent values are empty fields.
+/// Writes one row per frame: time, raw mean grey, linearised power, fitted value, flags
+/// and the motion estimate. Absent values are empty fields.
 pub fn write_csv(path: &Path, result: &PipelineResult) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
