@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exam_dir = args.out.join("exam");
     let (truth, paths) = write_exam(&config, &exam_dir, ExamFormat::Dicom)
         .with_context(|| format!("cannot write the phantom exam to {}", exam_dir.display()))?;
-    println!(
+    outln!(
         "phantom exam {} ({} frames at {} fps); its true peak is frame {}",
         paths.exam.display(),
         config.frames,
@@ -75,11 +75,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         analyze::analyse_input(&paths.exam, &args.curve, &extractor, &signature, &clinical)?;
     analyze::write_outputs(&args.out, &paths.exam, &analysis, &extractor, &signature)?;
     let scores = &analysis.scores;
-    println!(
+    outln!(
         "risk {:?}: probability {:.3}, cut-off {:.3}; demo model and signature, not for clinical use",
         scores.risk, scores.probability, scores.cutoff
     );
-    println!(
+    outln!(
         "wrote {}/result.json, overlay.png, tic.csv and tic.svg",
         args.out.display()
     );

@@ -49,9 +49,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json)?);
+        outln!("{}", serde_json::to_string_pretty(&report.json)?);
     } else {
-        print!("{}", aligned(&report.rows));
+        out!("{}", aligned(&report.rows));
     }
     Ok(())
 }

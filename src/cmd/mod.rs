@@ -1,5 +1,22 @@
 //! One module per subcommand: each has its clap `Args` and a `run` function.
 
+/// Writes a line to stdout and returns the I/O error, so a closed pipe ends the command
+/// quietly instead of panicking as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod analyze;
 mod clinical;
 mod demo;

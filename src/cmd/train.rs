@@ -154,9 +154,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_report(directory, &summary)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
     }
     Ok(())
 }
@@ -719,9 +719,9 @@ fn selection_json(args: &Args, selection: &Selection, features: &[Feature]) -> V
     })
 }
 
-fn print_summary(summary: &Value) {
+fn print_summary(summary: &Value) -> std::io::Result<()> {
     let s = &summary["selection"];
-    println!(
+    outln!(
         "features: {} after mann-whitney, {} after spearman, {} in the lasso (lambda {})",
         s["after_mann_whitney"], s["after_spearman"], s["lasso_nonzero"], s["lambda_used"]
     );
@@ -732,13 +732,14 @@ fn print_summary(summary: &Value) {
     ] {
         let auc = &summary[key]["auc"];
         if auc.is_object() {
-            println!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
+            outln!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
         }
     }
-    println!(
+    outln!(
         "signature written to {}",
         summary["signature"].as_str().unwrap_or("")
     );
+    Ok(())
 }
 
 /// Writes the fit summary as Markdown and JSON into `directory`.
