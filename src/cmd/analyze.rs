@@ -48,6 +48,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let clinical = args.clinical.values()?;
+    super::reject_input_as_output(&args.out, &args.input)?;
     let (extractor, signature) = args.models.load()?;
     let analysis = analyse_input(&args.input, &args.curve, &extractor, &signature, &clinical)?;
     let document = write_outputs(&args.out, &args.input, &analysis, &extractor, &signature)?;

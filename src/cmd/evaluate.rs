@@ -273,7 +273,10 @@ fn print_summary(summary: &Value) -> std::io::Result<()> {
     for test in summary["delong_tests"].as_array().into_iter().flatten() {
         outln!(
             "delong {} vs {}: z {}, p {}",
-            test["first"], test["second"], test["z"], test["p_value"]
+            test["first"],
+            test["second"],
+            test["z"],
+            test["p_value"]
         );
     }
     Ok(())

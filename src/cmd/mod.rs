@@ -68,3 +68,21 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
     }
 }
+
+/// Rejects an output path that is the input itself (a file, or the folder of a PNG-folder
+/// input), so writing results never destroys the recording they came from.
+pub fn reject_input_as_output(
+    output: &std::path::Path,
+    input: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (Ok(output), Ok(input)) = (output.canonicalize(), input.canonicalize()) else {
+        return Ok(());
+    };
+    if output == input {
+        anyhow::bail!(
+            "the output {} is the input: choose another output path",
+            output.display()
+        );
+    }
+    Ok(())
+}

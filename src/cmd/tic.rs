@@ -114,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot compute the TIC of {}", input.display()))?;
 
     if let Some(path) = &args.csv {
+        super::reject_input_as_output(path, input)?;
         write_csv(path, &result).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let stdout = std::io::stdout();
