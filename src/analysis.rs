@@ -103,7 +103,7 @@ pub struct ExamAnalysis {
 /// that frame. `open` opens the input afresh on each call, because the input is streamed
 /// several times rather than held in memory.
 pub fn analyse(
-    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
     options: &PipelineOptions,
     resize: ResizeMode,
     scorer: &Scorer<'_>,
@@ -111,6 +111,50 @@ pub fn analyse(
     scorer
         .signature
         .check_extractor(scorer.extractor.sha256())?;
+    let ExamFeatures {
+        tic,
+        peak_frame,
+        roi,
+        features,
+        mut warnings,
+    } = exam_features(open, options, resize, scorer.extractor)?;
+    let rad_score_map = heatmap::rad_score_map(scorer.signature, &features.map)?;
+    let scores = score(scorer, &features, &mut warnings)?;
+    let quality = assess_quality(&tic, &mut warnings);
+
+    Ok(ExamAnalysis {
+        tic,
+        peak_frame,
+        roi,
+        features,
+        rad_score_map,
+        scores,
+        quality,
+        warnings,
+    })
+}
+
+/// The TIC, the peak frame and the deep features of one exam's ROI, before scoring.
+pub struct ExamFeatures {
+    pub tic: PipelineResult,
+    pub peak_frame: Frame,
+    pub roi: Rect,
+    pub features: Features,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the TIC pipeline on one exam, reads its peak frame and runs `extractor` on the
+/// ROI of that frame. `analyse` scores this; `extract` writes it to a cohort table.
+///
+/// Errors: [`AnalysisError::NoPeak`] when the curve has no peak (a single-frame input is
+/// analysed as it is), plus the errors of the source, pipeline, preprocessing and
+/// extractor.
+pub fn exam_features(
+    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, SourceError>,
+    options: &PipelineOptions,
+    resize: ResizeMode,
+    extractor: &Extractor,
+) -> Result<ExamFeatures, AnalysisError> {
     let tic = pipeline::run(&mut open, options)?;
     let mut warnings = Vec::new();
 
@@ -130,19 +174,12 @@ pub fn analyse(
 
     let roi = tic.roi;
     let tensor = preprocess::preprocess(&peak_frame, Some(roi), resize)?;
-    let features = scorer.extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
-    let rad_score_map = heatmap::rad_score_map(scorer.signature, &features.map)?;
-    let scores = score(scorer, &features, &mut warnings)?;
-    let quality = assess_quality(&tic, &mut warnings);
-
-    Ok(ExamAnalysis {
+    let features = extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
+    Ok(ExamFeatures {
         tic,
         peak_frame,
         roi,
         features,
-        rad_score_map,
-        scores,
-        quality,
         warnings,
     })
 }

@@ -129,7 +129,7 @@ fn input_tensor(args: &Args) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
 }
 
 /// Decodes a PNG to an 8-bit grey or RGB frame (alpha dropped, 16-bit reduced to 8).
-fn read_png(path: &Path) -> anyhow::Result<Frame> {
+pub(super) fn read_png(path: &Path) -> anyhow::Result<Frame> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(png::Transformations::normalize_to_color8());

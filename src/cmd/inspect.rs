@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// DICOM file, Y4M file or folder of PNG frames.
+    /// DICOM file, Y4M file, folder of PNG frames, or signature file (printed as TOML).
     file: PathBuf,
 
     /// Also print patient and visit attributes (name, ID, birth date, accession number,
@@ -28,6 +28,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if has_signature_magic(&args.file) {
+        return print_signature(&args);
+    }
     let (mut report, mut source): (Report, Box<dyn FrameSource>) = if is_dicom(&args.file)? {
         let (source, timing_missing) = open_dicom(&args.file)?;
         (
@@ -52,6 +55,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&report.json)?);
     } else {
         out!("{}", aligned(&report.rows));
+    }
+    Ok(())
+}
+
+/// Tests whether `path` is a file that starts with the signature file's magic number.
+fn has_signature_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| magic == ceus_edge::signature::MAGIC)
+}
+
+/// Prints a signature file as its TOML export, or as JSON with --json.
+fn print_signature(args: &Args) -> anyhow::Result<()> {
+    let signature = ceus_edge::signature::Signature::load(&args.file)
+        .with_context(|| format!("cannot load signature {}", args.file.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&signature)?);
+    } else {
+        print!("{}", signature.to_toml()?);
     }
     Ok(())
 }

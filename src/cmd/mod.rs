@@ -22,6 +22,7 @@ mod clinical;
 mod demo;
 mod devices;
 mod evaluate;
+mod extract;
 mod infer;
 mod inspect;
 mod models;
@@ -45,6 +46,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Analyse a generated phantom exam with the bundled demo model and signature.
     Demo(demo::Args),
+    /// Extract the deep features of every exam of a cohort table into a CSV for train.
+    Extract(extract::Args),
     /// Fit a deep-radiomics signature (feature selection, LASSO, clinical and integrated
     /// models) on a cohort table.
     Train(Box<train::Args>),
@@ -63,6 +66,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => evaluate::run(*args),
         Command::Devices(args) => devices::run(args),

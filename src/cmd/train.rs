@@ -22,6 +22,7 @@ use ceus_edge::stats::logistic::{fit_logistic, CoefficientRow, LogisticFit, Logi
 use ceus_edge::stats::mann_whitney::mann_whitney_u;
 use ceus_edge::stats::roc::{auc_delong, youden};
 use ceus_edge::stats::spearman::redundancy_filter;
+use ceus_edge::stats::StatsError;
 use ceus_edge::table::Table;
 
 /// Significance level of the Mann-Whitney filter.
@@ -84,7 +85,8 @@ pub struct Args {
     /// Print the fit summary as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// SHA-256 (hex) of the feature extractor that produced the features.
+    /// SHA-256 (hex) of the feature extractor that produced the features; default: the
+    /// first word of TABLE.sha256 when `extract` wrote one beside the table.
     #[arg(long)]
     extractor_sha256: Option<String>,
     /// Mark the signature as a demo artefact (synthetic data, not for clinical use).
@@ -138,7 +140,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let imaging = imaging_summary(&rad_scores, &labels)?;
     let clinical = clinical_models(&args, &table, &is_test, &labels, &rad_scores)?;
 
-    let signature = build_signature(&args, dimension, &selected, &selection, &imaging, &clinical);
+    let extractor = extractor_hash(&args)?;
+    let signature = build_signature(
+        &args, &extractor, dimension, &selected, &selection, &imaging, &clinical,
+    );
     signature
         .save(&args.out)
         .with_context(|| format!("cannot write the signature to {}", args.out.display()))?;
@@ -374,6 +379,10 @@ fn select(
     let candidates: Vec<usize> = kept_local.iter().map(|&i| significant[i]).collect();
     let lasso_columns: Vec<Vec<f64>> = kept_local.iter().map(|&i| columns[i].clone()).collect();
 
+    // NOTE: the Mann-Whitney and Spearman screens see every training row, so the LASSO's
+    // cross-validated deviance is optimistic and lambda.1se can keep features even on
+    // pure noise. The cross-validation itself is checked against the cv.glmnet
+    // reference in tests/fixtures/stats/lasso.json.
     let folds = fold_ids(args, table, is_test, &labels.train)?;
     let options = LassoOptions {
         lambda_min_ratio: args.lambda_min_ratio,
@@ -517,12 +526,13 @@ fn test_auc(scores: &[f64], labels: &[bool]) -> anyhow::Result<Option<f64>> {
 
 struct Clinical {
     clinical: Option<ClinicalModel>,
-    integrated: IntegratedModel,
+    /// `None` when the fit separated the training rows.
+    integrated: Option<IntegratedModel>,
     clinical_json: Value,
     integrated_json: Value,
     aucs: [(Option<f64>, Option<f64>); 2],
     /// Youden cut-off on the integrated model's training probabilities.
-    integrated_cutoff: f64,
+    integrated_cutoff: Option<f64>,
 }
 
 /// Fits the univariate screens, the multivariate clinical model and the integrated model.
@@ -579,38 +589,132 @@ fn clinical_models(
 
     let mut predictors: Vec<&[f64]> = vec![&rad_scores.train];
     predictors.extend(retained.iter().map(|(_, v)| v.train.as_slice()));
-    let fit = fit_logistic(&predictors, &labels.train, None, true, options)
-        .context("integrated logistic model (rad-score and clinical variables)")?;
-    let (auc_train, auc_test) = model_aucs(&fit, &retained, Some(rad_scores), labels)?;
-    let mut integrated_names = vec!["rad_score".to_string()];
-    integrated_names.extend(names);
-    let integrated = IntegratedModel {
-        intercept: fit.coefficients[0],
-        rad_score_coefficient: fit.coefficients[1],
-        variables: variables(&fit, &retained, 2),
+    let integrated = match fit_logistic(&predictors, &labels.train, None, true, options) {
+        Ok(fit) => integrated_model(&fit, &predictors, &retained, rad_scores, labels, names)?,
+        Err(StatsError::Separation { kind, detail }) => {
+            // A separating rad-score has no finite maximum-likelihood estimate. The
+            // imaging and clinical models stay valid, so the signature is written
+            // without the integrated model and scoring falls back to imaging only.
+            let reason = format!(
+                "not fitted: the rad-score and clinical variables show {kind} separation \
+                 of the training rows ({detail})"
+            );
+            log::warn!("integrated model {reason}; the signature is written without it");
+            IntegratedFit::NotFitted { reason }
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context("integrated logistic model (rad-score and clinical variables)"))
+        }
     };
-    let integrated_probabilities: Vec<f64> = (0..labels.train.len())
-        .map(|i| {
-            let row: Vec<f64> = predictors.iter().map(|column| column[i]).collect();
-            1.0 / (1.0 + (-fit.linear_predictor(&row)).exp())
-        })
-        .collect();
-    let integrated_cutoff = youden(&integrated_probabilities, &labels.train)
-        .context("Youden cut-off of the integrated model")?
-        .threshold;
-    let integrated_json = json!({
-        "coefficients": fit.table(&integrated_names),
-        "auc": {"train": auc_train, "test": auc_test},
-        "youden_threshold": integrated_cutoff,
-    });
+    let (integrated, integrated_json, integrated_aucs, integrated_cutoff) = match integrated {
+        IntegratedFit::Fitted {
+            model,
+            json,
+            auc_train,
+            auc_test,
+            cutoff,
+        } => (Some(model), json, (Some(auc_train), auc_test), Some(cutoff)),
+        IntegratedFit::NotFitted { reason } => (
+            None,
+            json!({"fitted": false, "reason": reason, "coefficients": [], "auc": null}),
+            (None, None),
+            None,
+        ),
+    };
     Ok(Clinical {
         clinical,
         integrated,
         clinical_json,
         integrated_json,
-        aucs: [clinical_aucs, (Some(auc_train), auc_test)],
+        aucs: [clinical_aucs, integrated_aucs],
         integrated_cutoff,
     })
+}
+
+/// The integrated model when its fit converged, or the reason it was not fitted.
+enum IntegratedFit {
+    Fitted {
+        model: IntegratedModel,
+        json: Value,
+        auc_train: f64,
+        auc_test: Option<f64>,
+        cutoff: f64,
+    },
+    NotFitted {
+        reason: String,
+    },
+}
+
+/// Builds the integrated model of a converged fit with its AUCs and Youden cut-off.
+fn integrated_model(
+    fit: &LogisticFit,
+    predictors: &[&[f64]],
+    retained: &[(String, Split<f64>)],
+    rad_scores: &Split<f64>,
+    labels: &Split<bool>,
+    names: Vec<String>,
+) -> anyhow::Result<IntegratedFit> {
+    let (auc_train, auc_test) = model_aucs(fit, retained, Some(rad_scores), labels)?;
+    let mut integrated_names = vec!["rad_score".to_string()];
+    integrated_names.extend(names);
+    let model = IntegratedModel {
+        intercept: fit.coefficients[0],
+        rad_score_coefficient: fit.coefficients[1],
+        variables: variables(fit, retained, 2),
+    };
+    let probabilities: Vec<f64> = (0..labels.train.len())
+        .map(|i| {
+            let row: Vec<f64> = predictors.iter().map(|column| column[i]).collect();
+            1.0 / (1.0 + (-fit.linear_predictor(&row)).exp())
+        })
+        .collect();
+    let cutoff = youden(&probabilities, &labels.train)
+        .context("Youden cut-off of the integrated model")?
+        .threshold;
+    let json = json!({
+        "fitted": true,
+        "coefficients": fit.table(&integrated_names),
+        "auc": {"train": auc_train, "test": auc_test},
+        "youden_threshold": cutoff,
+    });
+    Ok(IntegratedFit::Fitted {
+        model,
+        json,
+        auc_train,
+        auc_test,
+        cutoff,
+    })
+}
+
+/// Returns the extractor's SHA-256: --extractor-sha256, else the first word of TABLE.sha256
+/// (written by `extract`), else 64 zeros, which no extractor matches.
+fn extractor_hash(args: &Args) -> anyhow::Result<String> {
+    if let Some(hash) = &args.extractor_sha256 {
+        return Ok(hash.clone());
+    }
+    let mut side_file = args.table.as_os_str().to_os_string();
+    side_file.push(".sha256");
+    let side_file = PathBuf::from(side_file);
+    if !side_file.exists() {
+        log::warn!(
+            "no --extractor-sha256 given and no {}: the signature records a zero hash and \
+             no extractor will match it",
+            side_file.display()
+        );
+        return Ok("0".repeat(64));
+    }
+    let text = std::fs::read_to_string(&side_file)
+        .with_context(|| format!("cannot read {}", side_file.display()))?;
+    let hash = text.split_whitespace().next().unwrap_or("");
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "{} does not start with a 64-digit SHA-256: give --extractor-sha256",
+            side_file.display()
+        );
+    }
+    log::info!("extractor SHA-256 {hash} read from {}", side_file.display());
+    Ok(hash.to_string())
 }
 
 /// Clinical variables of a fit whose first clinical coefficient is at `offset`.
@@ -675,19 +779,13 @@ fn model_aucs(
 
 fn build_signature(
     args: &Args,
+    extractor: &str,
     dimension: u32,
     selected: &[&Feature],
     selection: &Selection,
     imaging: &Imaging,
     clinical: &Clinical,
 ) -> Signature {
-    let extractor = args.extractor_sha256.clone().unwrap_or_else(|| {
-        log::warn!(
-            "no --extractor-sha256 given: the signature records a zero hash and no \
-             extractor will match it"
-        );
-        "0".repeat(64)
-    });
     Signature {
         format_version: FORMAT_VERSION,
         demo: args.demo,
@@ -708,9 +806,9 @@ fn build_signature(
             intercept: selection.intercept,
         },
         imaging_cutoff: imaging.cutoff,
-        integrated_cutoff: Some(clinical.integrated_cutoff),
+        integrated_cutoff: clinical.integrated_cutoff,
         clinical_model: clinical.clinical.clone(),
-        integrated_model: Some(clinical.integrated.clone()),
+        integrated_model: clinical.integrated.clone(),
         training_aucs: ModelAucs {
             imaging_train: imaging.auc_train,
             imaging_test: imaging.auc_test,
@@ -759,6 +857,9 @@ fn print_summary(summary: &Value) -> std::io::Result<()> {
         let auc = &summary[key]["auc"];
         if auc.is_object() {
             outln!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
+        }
+        if let Some(reason) = summary[key]["reason"].as_str() {
+            println!("{name} model {reason}");
         }
     }
     outln!(
@@ -809,6 +910,9 @@ fn markdown_page(summary: &Value) -> String {
                 "| {name} | {} | {} |\n",
                 auc["train"], auc["test"]
             ));
+        }
+        if let Some(reason) = summary[key]["reason"].as_str() {
+            page.push_str(&format!("| {name} | {reason} | |\n"));
         }
     }
 

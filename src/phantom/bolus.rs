@@ -3,6 +3,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::config::LesionProfile;
+
 /// Lognormal bolus curve:
 /// `C(t) = A / ((t - t0) sigma sqrt(2 pi)) exp(-(ln(t - t0) - mu)^2 / (2 sigma^2))` for
 /// `t > t0`, and 0 before.
@@ -59,18 +61,35 @@ pub struct BolusPair {
     pub parenchyma: LognormalBolus,
 }
 
-/// Draws the bolus curves of one exam of `duration_s` seconds.
-///
-/// Arrival is drawn in 5-15 s and time to peak in 10-30 s after arrival. When their sum
-/// passes 80% of the exam, both shrink by one factor, so the peak and the start of the
-/// wash-out are always recorded. The lesion peak power is -11 to -6 dB of the display
-/// reference. The parenchyma arrives 1-4 s later (shrunk alike), peaks 1.2-1.6 times
-/// later after its arrival, and is lower by the drawn `enhancement_ratio`.
+/// Draws the bolus curves of one exam of `duration_s` seconds with the default lesion
+/// profile except for `enhancement_ratio`; see [`draw_boluses_for`].
 pub fn draw_boluses<R: Rng>(
     rng: &mut R,
     duration_s: f64,
     enhancement_ratio: [f64; 2],
 ) -> BolusPair {
+    let profile = LesionProfile {
+        enhancement_ratio,
+        ..LesionProfile::default()
+    };
+    draw_boluses_for(rng, duration_s, &profile)
+}
+
+/// Draws the bolus curves of one exam of `duration_s` seconds for a lesion `profile`.
+///
+/// Arrival is drawn in 5-15 s and time to peak in 10-30 s after arrival. When their sum
+/// passes 80% of the exam, both shrink by one factor, so the peak and the start of the
+/// wash-out are always recorded. The lesion peak power is -11 to -6 dB of the display
+/// reference. The parenchyma arrives 1-4 s later (shrunk alike), peaks 1.2-1.6 times
+/// later after its arrival, and is lower by the drawn `enhancement_ratio`. Last, the
+/// profile's arrival scale, peak gain and wash-out scale change the lesion curve only;
+/// at their defaults (1, 0 dB, 1) the curves are bit for bit those of the plain draw.
+pub fn draw_boluses_for<R: Rng>(
+    rng: &mut R,
+    duration_s: f64,
+    profile: &LesionProfile,
+) -> BolusPair {
+    let enhancement_ratio = profile.enhancement_ratio;
     let mut arrival = rng.random_range(5.0..=15.0);
     let mut time_to_peak = rng.random_range(10.0..=30.0);
     let latest_peak = 0.8 * duration_s;
@@ -81,7 +100,6 @@ pub fn draw_boluses<R: Rng>(
     let sigma = rng.random_range(0.35..=0.75);
     let peak_db: f64 = rng.random_range(-11.0..=-6.0);
     let lesion_peak = 10f64.powf(peak_db / 10.0);
-    let lesion = LognormalBolus::with_peak(arrival, time_to_peak, sigma, lesion_peak);
 
     let delay = rng.random_range(1.0..=4.0) * shrink;
     let ttp_factor = rng.random_range(1.2..=1.6);
@@ -92,6 +110,14 @@ pub fn draw_boluses<R: Rng>(
         time_to_peak * ttp_factor,
         sigma * sigma_factor,
         lesion_peak / ratio,
+    );
+
+    // The arrival scale is at most 1, so the lesion peak still falls in the recorded part.
+    let lesion = LognormalBolus::with_peak(
+        arrival * profile.arrival_scale,
+        time_to_peak,
+        sigma * profile.washout_scale,
+        lesion_peak * 10f64.powf(profile.peak_gain_db / 10.0),
     );
     BolusPair { lesion, parenchyma }
 }

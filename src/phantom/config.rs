@@ -77,6 +77,20 @@ pub struct LesionProfile {
     /// Tissue backscatter of the lesion relative to the parenchyma, in dB (negative is
     /// hypoechoic).
     pub echogenicity_db: f64,
+    /// Factor on the lesion's drawn arrival time (below 1 arrives earlier); the
+    /// parenchyma keeps its own arrival.
+    #[serde(default = "unit_factor")]
+    pub arrival_scale: f64,
+    /// Gain on the lesion's drawn peak agent power, in dB; the parenchyma keeps its own.
+    #[serde(default)]
+    pub peak_gain_db: f64,
+    /// Factor on the lesion curve's lognormal shape sigma (below 1 washes out faster).
+    #[serde(default = "unit_factor")]
+    pub washout_scale: f64,
+}
+
+fn unit_factor() -> f64 {
+    1.0
 }
 
 impl Default for LesionProfile {
@@ -85,6 +99,9 @@ impl Default for LesionProfile {
             enhancement_ratio: [1.8, 3.5],
             perfusion_heterogeneity: 0.25,
             echogenicity_db: -5.0,
+            arrival_scale: 1.0,
+            peak_gain_db: 0.0,
+            washout_scale: 1.0,
         }
     }
 }
@@ -197,7 +214,15 @@ impl PhantomConfig {
             self.lesion.echogenicity_db,
             -30.0,
             30.0,
-        )
+        )?;
+        check_range("lesion arrival scale", self.lesion.arrival_scale, 0.3, 1.0)?;
+        check_range(
+            "lesion peak gain (dB)",
+            self.lesion.peak_gain_db,
+            -10.0,
+            10.0,
+        )?;
+        check_range("lesion wash-out scale", self.lesion.washout_scale, 0.3, 2.0)
     }
 }
 

@@ -16,6 +16,7 @@
 //! libraries, so another target may differ in a few grey levels.
 
 pub mod bolus;
+pub mod cohort;
 pub mod config;
 pub mod events;
 mod font;
@@ -36,7 +37,7 @@ pub use render::{grey_to_power, power_to_grey, Renderer};
 pub use truth::Truth;
 pub use writer::{write_exam, ExamFormat, ExamPaths};
 
-use bolus::{draw_boluses, BolusPair};
+use bolus::{draw_boluses_for, BolusPair};
 use events::EventPlan;
 use scene::{FieldMaps, ScreenLayout};
 use truth::{DisplayTruth, FrameTruth, RefillTimes, TRUTH_SCHEMA_VERSION};
@@ -85,11 +86,7 @@ impl Phantom {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(SCENE_STREAM);
 
-        let boluses = draw_boluses(
-            &mut rng,
-            config.duration_s(),
-            config.lesion.enhancement_ratio,
-        );
+        let boluses = draw_boluses_for(&mut rng, config.duration_s(), &config.lesion);
         let refill = RefillTimes {
             lesion_s: rng.random_range(1.5..=3.0),
             parenchyma_s: rng.random_range(3.0..=6.0),

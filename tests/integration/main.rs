@@ -2,6 +2,7 @@
 
 mod analyze;
 mod capture;
+mod cohort;
 mod common;
 mod dicom;
 mod extractor;

@@ -1026,8 +1026,9 @@ mod commands {
     }
 
     #[test]
-    fn train_rejects_separated_cohort() {
-        // f0 alone separates the classes, so the integrated model has no finite estimate.
+    fn train_separation_drops_integrated_model() {
+        // f0 alone separates the classes, so the integrated model has no finite estimate:
+        // the signature is written with the imaging model only.
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("separated.csv");
         let mut text = String::from("y,f0,f1\n");
@@ -1041,7 +1042,7 @@ mod commands {
         }
         std::fs::write(&path, text).unwrap();
         let out = directory.path().join("s.sig");
-        let stderr = run_failing(&[
+        let (summary, _) = run(&[
             "train",
             "--table",
             path.to_str().unwrap(),
@@ -1051,10 +1052,19 @@ mod commands {
             "0",
             "--folds",
             "5",
+            "--json",
             "--out",
             out.to_str().unwrap(),
         ]);
-        assert!(stderr.contains("separation"), "{stderr}");
-        assert!(!out.exists(), "a signature was written for a diverging fit");
+        let integrated = &summary["integrated_model"];
+        assert_eq!(integrated["fitted"], false);
+        let reason = integrated["reason"].as_str().unwrap();
+        assert!(reason.contains("separation"), "{reason}");
+        assert!(summary["imaging_model"]["auc"]["train"].is_number());
+
+        let signature = ceus_edge::signature::Signature::load(&out).unwrap();
+        assert!(signature.integrated_model.is_none());
+        assert!(signature.integrated_cutoff.is_none());
+        assert!(signature.training_aucs.integrated_train.is_none());
     }
 }
