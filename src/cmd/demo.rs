@@ -37,6 +37,7 @@ pub struct Args {
     #[command(flatten)]
     clinical: ClinicalArgs,
 
+    /// Curve options; the ROI defaults to `auto`, the most strongly enhancing square.
     #[command(flatten)]
     curve: CurveArgs,
 
@@ -44,7 +45,8 @@ pub struct Args {
     models: ModelArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    args.curve.default_to_auto_roi();
     if matches!(args.display, Display::Auto) {
         log::info!("no live display in this build: writing files only");
     }

@@ -130,6 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 impl CurveArgs {
+    /// Uses `--roi auto` when no ROI was given.
+    pub fn default_to_auto_roi(&mut self) {
+        self.roi.get_or_insert(RoiArg::Auto);
+    }
+
     /// The TIC pipeline's options, with the layout profile read when one is given.
     pub fn pipeline_options(&self) -> anyhow::Result<PipelineOptions> {
         let args = self;
