@@ -287,7 +287,11 @@ fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
     let mut reasons = Vec::new();
 
     match report.status {
-        TicStatus::Ok | TicStatus::SingleFrame => {}
+        TicStatus::Ok => {}
+        TicStatus::SingleFrame => reasons.push(
+            "single frame: no time-intensity curve confirms it as the peak-enhancement frame"
+                .to_string(),
+        ),
         status => reasons.push(format!("TIC status {status:?}: {}", status.describe())),
     }
     if let Some(r2) = fit_r2.filter(|&r2| r2 < RELIABLE_FIT_R2) {

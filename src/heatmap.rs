@@ -1,4 +1,5 @@
-//! Where the rad-score comes from: its exact split over the extractor's 7x7 feature map.
+//! The rad-score's exact split over the extractor's 7x7 feature map, which shows where
+//! in the ROI the score comes from.
 //!
 //! Each pooled feature is the mean of its channel over the 49 cells of the final map, and
 //! the rad-score is linear in the pooled features:
@@ -26,7 +27,7 @@ pub struct RadScoreMap {
 }
 
 impl RadScoreMap {
-    /// The rad-score the map adds up to.
+    /// Adds the cells and the constant: the rad-score.
     pub fn total(&self) -> f64 {
         self.constant + self.cells.iter().sum::<f64>()
     }

@@ -6,6 +6,7 @@
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
 
 pub mod analysis;
+pub mod capture;
 pub mod extractor;
 pub mod frame;
 pub mod geometry;

@@ -5,7 +5,7 @@
 //! caller's buffer, so drawing allocates nothing and the same code serves the offline
 //! overlay PNG and the live display.
 
-use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
+use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10, FONT_7X13};
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
@@ -219,13 +219,13 @@ struct Style {
 
 impl Style {
     fn for_frame(width: u32, height: u32) -> Style {
-        let font = if height >= 700 {
-            &FONT_10X20
-        } else {
-            &FONT_6X10
+        let font = match height {
+            700.. => &FONT_10X20,
+            400..700 => &FONT_7X13,
+            _ => &FONT_6X10,
         };
         let line_height = font.character_size.height as i32 + 4;
-        let panel_width = (width / 3).max(40 * font.character_size.width).min(width);
+        let panel_width = (width / 3).max(46 * font.character_size.width).min(width);
         Style {
             font,
             panel_width: panel_width as i32,
@@ -235,7 +235,7 @@ impl Style {
         }
     }
 
-    /// Places the text panel at the bottom left: a third of the width (at least 40
+    /// Places the text panel at the bottom left: a third of the width (at least 46
     /// characters) and ten text lines high.
     fn panel(&self, height: u32) -> Rectangle {
         let panel_height = (self.line_height * 10).min(height as i32) as u32;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-/// What the plot shows. Slices are per frame and of equal length.
+/// Contents of the plot. Slices are per frame and of equal length.
 #[derive(Clone, Copy, Debug)]
 pub struct TicPlot<'a> {
     pub title: &'a str,
@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn svg_of_empty_or_flat_curve_has_finite_coordinates() {
+    fn svg_coordinates_stay_finite() {
         let svg = render_svg(&plot(&[], &[], &[], &[]));
         assert!(!svg.contains("NaN"));
         let flat = render_svg(&plot(

@@ -48,6 +48,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let clinical = args.clinical.values()?;
+    super::reject_input_as_output(&args.out, &args.input)?;
     let (extractor, signature) = args.models.load()?;
     let analysis = analyse_input(&args.input, &args.curve, &extractor, &signature, &clinical)?;
     let document = write_outputs(&args.out, &args.input, &analysis, &extractor, &signature)?;
@@ -173,7 +174,8 @@ fn result_document(
     Ok(document)
 }
 
-/// The peak frame with ROI, heatmap, TIC sparkline, risk gauge, warnings and demo label.
+/// Draws the peak frame with ROI, heatmap, TIC sparkline, risk gauge, warnings and demo
+/// label.
 pub fn render_overlay(analysis: &ExamAnalysis, demo: bool) -> Frame {
     let mut canvas = Frame::empty();
     overlay::copy_to_rgb(&analysis.peak_frame, &mut canvas);

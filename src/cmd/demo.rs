@@ -12,7 +12,7 @@ use super::clinical::ClinicalArgs;
 use super::models::ModelArgs;
 use super::tic::CurveArgs;
 
-/// Where the demo shows its result.
+/// Output of the demo's result.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Display {
     /// Write files only.
@@ -37,6 +37,7 @@ pub struct Args {
     #[command(flatten)]
     clinical: ClinicalArgs,
 
+    /// Curve options; the ROI defaults to `auto`, the most strongly enhancing square.
     #[command(flatten)]
     curve: CurveArgs,
 
@@ -44,7 +45,8 @@ pub struct Args {
     models: ModelArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    args.curve.default_to_auto_roi();
     if matches!(args.display, Display::Auto) {
         log::info!("no live display in this build: writing files only");
     }
@@ -61,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exam_dir = args.out.join("exam");
     let (truth, paths) = write_exam(&config, &exam_dir, ExamFormat::Dicom)
         .with_context(|| format!("cannot write the phantom exam to {}", exam_dir.display()))?;
-    println!(
+    outln!(
         "phantom exam {} ({} frames at {} fps); its true peak is frame {}",
         paths.exam.display(),
         config.frames,
@@ -75,11 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         analyze::analyse_input(&paths.exam, &args.curve, &extractor, &signature, &clinical)?;
     analyze::write_outputs(&args.out, &paths.exam, &analysis, &extractor, &signature)?;
     let scores = &analysis.scores;
-    println!(
+    outln!(
         "risk {:?}: probability {:.3}, cut-off {:.3}; demo model and signature, not for clinical use",
         scores.risk, scores.probability, scores.cutoff
     );
-    println!(
+    outln!(
         "wrote {}/result.json, overlay.png, tic.csv and tic.svg",
         args.out.display()
     );

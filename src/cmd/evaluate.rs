@@ -85,9 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_plots(directory, &models, &labels)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
     }
     Ok(())
 }
@@ -256,12 +256,12 @@ fn compare(models: &[Scored], labels: &[bool]) -> Vec<Value> {
     tests
 }
 
-fn print_summary(summary: &Value) {
+fn print_summary(summary: &Value) -> std::io::Result<()> {
     let Some(models) = summary["models"].as_object() else {
-        return;
+        return Ok(());
     };
     for (name, result) in models {
-        println!(
+        outln!(
             "{name}: auc {} (95% ci {}), youden threshold {}, sensitivity {}, specificity {}",
             result["auc"],
             result["auc_ci95"],
@@ -271,11 +271,15 @@ fn print_summary(summary: &Value) {
         );
     }
     for test in summary["delong_tests"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "delong {} vs {}: z {}, p {}",
-            test["first"], test["second"], test["z"], test["p_value"]
+            test["first"],
+            test["second"],
+            test["z"],
+            test["p_value"]
         );
     }
+    Ok(())
 }
 
 /// Writes a Markdown table of the models and the JSON into `directory`.

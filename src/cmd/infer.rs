@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let latencies = time_runs(&extractor, &shape, &tensor, args.repeat)?;
 
     write_outputs(&args, &features)?;
-    report(&args, &extractor, &latencies);
+    report(&args, &extractor, &latencies)?;
     Ok(())
 }
 
@@ -210,7 +210,7 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-fn report(args: &Args, extractor: &Extractor, latencies: &[f64]) {
+fn report(args: &Args, extractor: &Extractor, latencies: &[f64]) -> std::io::Result<()> {
     let startup_ms = extractor.startup().as_secs_f64() * 1e3;
     if args.json {
         let mut json = serde_json::json!({
@@ -227,9 +227,9 @@ fn report(args: &Args, extractor: &Extractor, latencies: &[f64]) {
                 "min": latencies[0],
             });
         }
-        println!("{json}");
+        outln!("{json}");
     } else if !latencies.is_empty() {
-        println!(
+        outln!(
             "start-up {startup_ms:.0} ms; latency over {} runs: median {:.1} ms, p95 {:.1} ms, \
              min {:.1} ms ({} thread(s))",
             latencies.len(),
@@ -239,4 +239,5 @@ fn report(args: &Args, extractor: &Extractor, latencies: &[f64]) {
             extractor.threads()
         );
     }
+    Ok(())
 }

@@ -52,9 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json)?);
+        outln!("{}", serde_json::to_string_pretty(&report.json)?);
     } else {
-        print!("{}", aligned(&report.rows));
+        out!("{}", aligned(&report.rows));
     }
     Ok(())
 }
@@ -280,6 +280,7 @@ fn timing_name(timing: &TimingSource) -> &'static str {
         TimingSource::StreamHeader => "stream header",
         TimingSource::UserFps => "--fps",
         TimingSource::SingleFrame => "single frame",
+        TimingSource::DeviceTimestamps => "device timestamps",
     }
 }
 

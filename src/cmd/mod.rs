@@ -1,8 +1,26 @@
 //! One module per subcommand: each has its clap `Args` and a `run` function.
 
+/// Writes a line to stdout and returns the I/O error, so a closed pipe ends the command
+/// quietly instead of panicking as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod analyze;
 mod clinical;
 mod demo;
+mod devices;
 mod evaluate;
 mod extract;
 mod infer;
@@ -36,6 +54,8 @@ pub enum Command {
     /// Evaluate a signature or precomputed scores: AUC with DeLong CI, Youden cut-off,
     /// calibration, decision curve and DeLong comparisons.
     Evaluate(Box<evaluate::Args>),
+    /// List the V4L2 capture devices with their formats, frame sizes and frame rates.
+    Devices(devices::Args),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -49,5 +69,24 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => evaluate::run(*args),
+        Command::Devices(args) => devices::run(args),
     }
+}
+
+/// Rejects an output path that is the input itself (a file, or the folder of a PNG-folder
+/// input), so writing results never destroys the recording they came from.
+pub fn reject_input_as_output(
+    output: &std::path::Path,
+    input: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (Ok(output), Ok(input)) = (output.canonicalize(), input.canonicalize()) else {
+        return Ok(());
+    };
+    if output == input {
+        anyhow::bail!(
+            "the output {} is the input: choose another output path",
+            output.display()
+        );
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use ceus_edge::extractor::{Extractor, LoadOptions};
+use ceus_edge::extractor::{Extractor, LoadOptions, FEATURES as FEATURE_DIMENSION};
 use ceus_edge::signature::Signature;
 
 /// File name of the bundled int8 extractor inside the models folder.
@@ -40,8 +40,21 @@ impl ModelArgs {
             .clone()
             .unwrap_or_else(|| models_dir().join(DEFAULT_SIGNATURE));
 
+        if self.signature.is_none() && !signature_path.exists() {
+            anyhow::bail!(
+                "the demo signature {} is missing: run scripts/build-demo-signature.sh, or give --signature FILE from `ceus-edge train`",
+                signature_path.display()
+            );
+        }
         let signature = Signature::load(&signature_path)
             .with_context(|| format!("cannot load signature {}", signature_path.display()))?;
+        if signature.feature_dimension as usize != FEATURE_DIMENSION {
+            anyhow::bail!(
+                "signature {} was fitted on {} features, but the extractor gives {FEATURE_DIMENSION}: refit it with `ceus-edge train --feature-dimension {FEATURE_DIMENSION}`",
+                signature_path.display(),
+                signature.feature_dimension
+            );
+        }
         let options = LoadOptions {
             threads: usize::from(self.threads),
             ..LoadOptions::default()
@@ -61,7 +74,7 @@ impl ModelArgs {
     }
 }
 
-/// The models folder: `CEUS_EDGE_MODELS` when set, else `models/` in the working directory
+/// Returns the models folder: `CEUS_EDGE_MODELS` when set, else `models/` in the working directory
 /// when present, else the source tree's `models/` (for `cargo run` from anywhere).
 pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CEUS_EDGE_MODELS").filter(|d| !d.is_empty()) {

@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (Some(frame), Some(time)) => format!("peak at frame {frame} ({time:.2} s)"),
         _ => "no unflagged frame, so no peak".to_string(),
     };
-    println!(
+    outln!(
         "wrote {} ({} frames, {}x{}, {} fps) and {}; bolus arrival {:.2} s, {peak}",
         paths.exam.display(),
         config.frames,

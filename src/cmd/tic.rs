@@ -114,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot compute the TIC of {}", input.display()))?;
 
     if let Some(path) = &args.csv {
+        super::reject_input_as_output(path, input)?;
         write_csv(path, &result).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let stdout = std::io::stdout();
@@ -129,6 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 impl CurveArgs {
+    /// Uses `--roi auto` when no ROI was given.
+    pub fn default_to_auto_roi(&mut self) {
+        self.roi.get_or_insert(RoiArg::Auto);
+    }
+
     /// The TIC pipeline's options, with the layout profile read when one is given.
     pub fn pipeline_options(&self) -> anyhow::Result<PipelineOptions> {
         let args = self;
@@ -159,8 +165,8 @@ impl CurveArgs {
     }
 }
 
-/// One row per frame: time, raw mean grey, linearised power, fitted value, flags and
-/// the motion estimate. Absent values are empty fields.
+/// Writes one row per frame: time, raw mean grey, linearised power, fitted value, flags
+/// and the motion estimate. Absent values are empty fields.
 pub fn write_csv(path: &Path, result: &PipelineResult) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(

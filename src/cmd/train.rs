@@ -42,6 +42,11 @@ pub struct Args {
     /// PREFIX1, ... the number is the index into the extractor's feature vector.
     #[arg(long, default_value = "f")]
     features_prefix: String,
+
+    /// Length of the extractor's feature vector; every feature index must be below it.
+    /// DenseNet-201's pooled features number 1920.
+    #[arg(long, value_name = "N", default_value_t = 1920, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    feature_dimension: u32,
     /// Clinical columns, comma-separated, candidates for the clinical model.
     #[arg(long, value_delimiter = ',')]
     clinical: Vec<String>,
@@ -159,9 +164,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_report(directory, &summary)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
     }
     Ok(())
 }
@@ -259,8 +264,13 @@ fn z_scored_features(
             args.features_prefix
         );
     }
-    let indices = feature_indices(&args.features_prefix, table, &columns)?;
-    let dimension = indices.iter().max().map_or(0, |&m| m + 1);
+    let indices = feature_indices(
+        &args.features_prefix,
+        table,
+        &columns,
+        args.feature_dimension,
+    )?;
+    let dimension = args.feature_dimension;
 
     let mut features = Vec::new();
     let mut constant = Vec::new();
@@ -293,16 +303,29 @@ fn z_scored_features(
 
 /// Takes PREFIX<number> as the feature-vector index when every column is named so, the
 /// column order otherwise.
-fn feature_indices(prefix: &str, table: &Table, columns: &[usize]) -> anyhow::Result<Vec<u32>> {
-    let parsed: Option<Vec<u32>> = columns
-        .iter()
-        .map(|&j| table.headers[j][prefix.len()..].parse::<u32>().ok())
-        .collect();
-    let indices = parsed.unwrap_or_else(|| (0..columns.len() as u32).collect());
+/// Parses each feature column's index from its name, PREFIX followed by a number below
+/// `dimension`, because that number is the position in the extractor's feature vector.
+fn feature_indices(
+    prefix: &str,
+    table: &Table,
+    columns: &[usize],
+    dimension: u32,
+) -> anyhow::Result<Vec<u32>> {
+    let mut indices = Vec::with_capacity(columns.len());
+    for &j in columns {
+        let name = &table.headers[j];
+        match name[prefix.len()..].parse::<u32>() {
+            Ok(index) if index < dimension => indices.push(index),
+            _ => bail!(
+                "feature column `{name}` is not {prefix}N with N below the feature dimension \
+                 {dimension}: rename it, change --features-prefix or set --feature-dimension"
+            ),
+        }
+    }
     let mut sorted = indices.clone();
     sorted.sort_unstable();
-    if sorted.windows(2).any(|w| w[0] == w[1]) {
-        bail!("two feature columns map to the same feature index");
+    if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two feature columns map to the feature index {}", pair[0]);
     }
     Ok(indices)
 }
@@ -817,11 +840,14 @@ fn selection_json(args: &Args, selection: &Selection, features: &[Feature]) -> V
     })
 }
 
-fn print_summary(summary: &Value) {
+fn print_summary(summary: &Value) -> std::io::Result<()> {
     let s = &summary["selection"];
-    println!(
+    outln!(
         "features: {} after mann-whitney, {} after spearman, {} in the lasso (lambda {})",
-        s["after_mann_whitney"], s["after_spearman"], s["lasso_nonzero"], s["lambda_used"]
+        s["after_mann_whitney"],
+        s["after_spearman"],
+        s["lasso_nonzero"],
+        s["lambda_used"]
     );
     for (name, key) in [
         ("imaging", "imaging_model"),
@@ -830,16 +856,17 @@ fn print_summary(summary: &Value) {
     ] {
         let auc = &summary[key]["auc"];
         if auc.is_object() {
-            println!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
+            outln!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
         }
         if let Some(reason) = summary[key]["reason"].as_str() {
             println!("{name} model {reason}");
         }
     }
-    println!(
+    outln!(
         "signature written to {}",
         summary["signature"].as_str().unwrap_or("")
     );
+    Ok(())
 }
 
 /// Writes the fit summary as Markdown and JSON into `directory`.

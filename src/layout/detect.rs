@@ -73,7 +73,7 @@ pub struct LayoutDetector {
 }
 
 impl LayoutDetector {
-    /// A detector for `width` x `height` frames. The caller bounds the size (see
+    /// Creates a detector for `width` x `height` frames. The caller bounds the size (see
     /// [`crate::source::Limits`]); the detector keeps about 8 bytes per pixel.
     pub fn new(width: u32, height: u32, settings: DetectSettings) -> LayoutDetector {
         let pixels = width as usize * height as usize;
@@ -255,7 +255,7 @@ impl LayoutDetector {
         regions.first().map(|r| (LayoutKind::Single, *r, None))
     }
 
-    /// The pair as (B-mode, contrast) with equal sizes, when the two regions are about
+    /// Returns the pair as (B-mode, contrast) with equal sizes, when the two regions are about
     /// equal, overlap vertically and sit on either side of the frame's centre line.
     fn dual_pair(&self, a: &Rect, b: &Rect) -> Option<(Rect, Rect)> {
         let (left, right) = if a.x < b.x { (*a, *b) } else { (*b, *a) };
@@ -411,7 +411,7 @@ fn busiest_run(counts: &[u32]) -> Option<(u32, u32)> {
     best.map(|(start, len, _)| (start, len))
 }
 
-/// The up to eight neighbours of cell (`x`, `y`) in a `cols` x `rows` grid.
+/// Lists the up to eight neighbours of cell (`x`, `y`) in a `cols` x `rows` grid.
 fn neighbours(x: u32, y: u32, cols: u32, rows: u32) -> impl Iterator<Item = (u32, u32)> {
     (-1i64..=1)
         .flat_map(|dy| (-1i64..=1).map(move |dx| (dx, dy)))

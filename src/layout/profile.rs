@@ -51,7 +51,7 @@ impl LayoutProfile {
         toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
     }
 
-    /// The profile as a [`LayoutKind::Profile`] layout for `width` x `height` frames.
+    /// Builds the [`LayoutKind::Profile`] layout for `width` x `height` frames.
     ///
     /// Errors with [`LayoutError::InvalidRect`] when a view does not fit the frames.
     pub fn to_layout(&self, width: u32, height: u32) -> Result<Layout, LayoutError> {

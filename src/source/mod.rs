@@ -101,6 +101,8 @@ pub enum TimingSource {
     UserFps,
     /// A single image: no time axis.
     SingleFrame,
+    /// A live device's buffer timestamps (or dequeue times where those do not increase).
+    DeviceTimestamps,
 }
 
 /// What a source knows about its stream before the first frame is read.
@@ -139,6 +141,9 @@ pub enum SourceError {
     /// The input carries no frame timing and none was given.
     #[error("{0} carries no frame timing: give the frame rate with --fps")]
     MissingTiming(String),
+    /// A live capture device failed, or one of its frames could not be decoded.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
 }
 
 impl SourceError {

@@ -36,6 +36,10 @@ pub struct AnalysisSettings {
     /// Candidates within this many seconds of the one closest to the fitted maximum
     /// compete on motion NCC. Default 0.25.
     pub peak_time_window_s: f64,
+    /// Peak candidates this many frames or fewer from a flagged frame are used only
+    /// when no other candidate exists, because the edges of an event are often
+    /// corrupted below the detection thresholds. Default 1.
+    pub peak_guard_frames: usize,
     /// Shortest span of unflagged frames that is fitted, seconds. Default 2.0.
     pub min_fit_duration_s: f64,
     /// A selected fit with R^2 below this gives [`TicStatus::PoorFit`]. Default 0.5.
@@ -54,6 +58,7 @@ impl Default for AnalysisSettings {
             flat_fraction: 0.1,
             peak_tolerance: 0.05,
             peak_time_window_s: 0.25,
+            peak_guard_frames: 1,
             min_fit_duration_s: 2.0,
             min_r2: 0.5,
         }
@@ -240,7 +245,7 @@ fn flag_report(curve: &TicCurve) -> FlagReport {
     report
 }
 
-/// The unflagged, finite samples and their centred moving average.
+/// Collects the unflagged, finite samples and their centred moving average.
 fn clean_samples(curve: &TicCurve, settings: &AnalysisSettings) -> Clean {
     let mut clean = Clean {
         positions: Vec::new(),
@@ -329,9 +334,9 @@ fn bolus_arrival(
     finite(clean.t[first])
 }
 
-/// Among unflagged frames whose smoothed enhancement is within `peak_tolerance` of the
-/// maximum, the frame closest to `target`; candidates within `peak_time_window_s` of
-/// that one compete on motion NCC.
+/// Picks the peak frame. Candidates are unflagged frames whose smoothed enhancement is
+/// within `peak_tolerance` of the maximum. Those within `peak_time_window_s` of the
+/// candidate closest to `target` compete on motion NCC.
 fn select_peak(
     curve: &TicCurve,
     clean: &Clean,
@@ -341,9 +346,22 @@ fn select_peak(
 ) -> PeakReport {
     let max = clean.smoothed[argmax(&clean.smoothed)];
     let threshold = baseline + (1.0 - settings.peak_tolerance) * (max - baseline);
-    let candidates: Vec<usize> = (0..clean.t.len())
+    let near_max: Vec<usize> = (0..clean.t.len())
         .filter(|&i| clean.smoothed[i] >= threshold)
         .collect();
+    let guard = settings.peak_guard_frames;
+    let clear_of_events = |i: &usize| {
+        let position = clean.positions[*i];
+        let start = position.saturating_sub(guard);
+        let end = (position + guard + 1).min(curve.flags.len());
+        curve.flags[start..end].iter().all(|f| f.is_empty())
+    };
+    let guarded: Vec<usize> = near_max.iter().copied().filter(clear_of_events).collect();
+    let candidates = if guarded.is_empty() {
+        near_max
+    } else {
+        guarded
+    };
     let distance = |i: usize| (clean.t[i] - target).abs();
     let nearest = candidates
         .iter()

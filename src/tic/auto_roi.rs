@@ -10,6 +10,7 @@ use super::analysis::AnalysisSettings;
 use super::linearise::PowerTable;
 use super::report::TicReport;
 use super::tracker::TicCurve;
+use super::TicError;
 use crate::frame::Frame;
 use crate::geometry::Rect;
 use crate::layout::Layout;
@@ -41,7 +42,7 @@ impl Default for AutoRoiSettings {
     }
 }
 
-/// What a frame contributes to the power map.
+/// Part of the power map a frame contributes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapRole {
     Baseline,
@@ -69,7 +70,7 @@ pub struct AutoRoi {
 }
 
 impl AutoRoi {
-    /// A power map over `layout`'s contrast view.
+    /// Creates an empty power map over `layout`'s contrast view.
     pub fn new(layout: &Layout, table: PowerTable, settings: AutoRoiSettings) -> AutoRoi {
         let view = layout.contrast;
         let cell = settings.cell_px.max(1);
@@ -104,7 +105,7 @@ impl AutoRoi {
         }
     }
 
-    /// Which frames of a whole-view curve feed the map: unflagged frames of the
+    /// Assigns each frame of a whole-view curve its role in the map: unflagged frames of the
     /// baseline window, and unflagged frames within `peak_window_s` of the peak. Without
     /// a peak every frame is skipped.
     pub fn roles(
@@ -144,13 +145,25 @@ impl AutoRoi {
             .collect()
     }
 
-    /// Adds `frame` to the baseline or peak average. The frame must have the layout's
-    /// size.
-    pub fn push(&mut self, frame: &Frame, role: MapRole) {
+    /// Adds `frame` to the baseline or peak average.
+    ///
+    /// Errors with [`TicError::FrameMismatch`] when the frame does not cover the view.
+    pub fn push(&mut self, frame: &Frame, role: MapRole) -> Result<(), TicError> {
+        let expected =
+            frame.width as usize * frame.height as usize * frame.format.bytes_per_pixel();
+        let covers = u64::from(frame.width) >= self.view.right()
+            && u64::from(frame.height) >= self.view.bottom()
+            && frame.data.len() >= expected;
+        if !covers {
+            return Err(TicError::FrameMismatch(format!(
+                "frame {} of {}x{} does not cover the contrast view {}",
+                frame.index, frame.width, frame.height, self.view
+            )));
+        }
         let target = match role {
             MapRole::Baseline => &mut self.baseline,
             MapRole::Peak => &mut self.peak,
-            MapRole::Skip => return,
+            MapRole::Skip => return Ok(()),
         };
         self.frame_sum.fill(0.0);
         let mut pixel = 0;
@@ -174,9 +187,10 @@ impl AutoRoi {
             MapRole::Baseline => self.baseline_frames += 1,
             _ => self.peak_frames += 1,
         }
+        Ok(())
     }
 
-    /// The proposed ROI in full-frame pixels, or `None` without peak frames or when no
+    /// Proposes the ROI in full-frame pixels, or `None` without peak frames or when no
     /// square fits inside the sector.
     pub fn propose(&self) -> Option<Rect> {
         if self.peak_frames == 0 {

@@ -1,9 +1,9 @@
 //! Fitting the bolus models to the unflagged samples of a curve.
 //!
-//! The samples are scaled so the largest intensity is 1 and each model is fitted by
+//! The samples are scaled so the largest intensity is 1. Each model is fitted by
 //! [`super::lm::minimise`] from nine start points: three bolus starts `t0` before the
-//! estimated arrival times three shapes (lognormal `s` of 0.3, 0.6, 1.0; gamma-variate
-//! `a` of 1.5, 3, 6). The fit with the lowest sum of squares wins.
+//! estimated arrival, each with three shapes (lognormal `s` of 0.3, 0.6 and 1.0,
+//! gamma-variate `a` of 1.5, 3 and 6). The fit with the lowest sum of squares wins.
 
 use super::lm::{minimise, LmSettings};
 use super::model::{perfusion, BolusModel, Params, Perfusion, PARAMETERS};

@@ -1,7 +1,7 @@
 //! Frame flags: frames that must not enter the fit or be chosen as the peak.
 //!
-//! Black and frozen frames are recognised as they arrive. Flash needs the frames around
-//! it, so [`flag_flashes`] runs once the curve is complete. Motion comes from
+//! The evidence for black and frozen frames is measured as frames arrive. A flash needs
+//! the frames around it, so [`flag_flashes`] runs once the curve is complete. Motion comes from
 //! [`super::motion`].
 
 use serde::Serialize;
@@ -52,7 +52,7 @@ impl FrameFlags {
             .map(|(_, name)| name)
     }
 
-    /// The flag names joined by `|`, or an empty string when none is set.
+    /// Joins the flag names with `|`, giving an empty string when none is set.
     pub fn joined(self) -> String {
         self.names().collect::<Vec<_>>().join("|")
     }
@@ -70,8 +70,8 @@ pub struct FlagSettings {
     /// A frame is a flash when the contrast view's mean linear power exceeds this many
     /// times the median of the frames around it. Default 2.0 (+3 dB).
     pub flash_ratio: f64,
-    /// Frames on each side of a frame in the flash median. A flash up to this many
-    /// frames long is still caught. Default 5.
+    /// Frames on each side of a frame in the flash median. A flash shorter than this
+    /// many frames is still caught: 10 covers a 0.4 s flash at 25 fps. Default 10.
     pub flash_half_window: usize,
     /// A frame is black when the grey level at [`FlagSettings::black_percentile`] of
     /// the tissue view (the B-mode view of a dual layout, else the contrast view) is at
@@ -88,7 +88,7 @@ impl Default for FlagSettings {
     fn default() -> FlagSettings {
         FlagSettings {
             flash_ratio: 2.0,
-            flash_half_window: 5,
+            flash_half_window: 10,
             black_level: 12,
             black_percentile: 0.99,
             detect_frozen: true,
@@ -142,11 +142,11 @@ impl Histogram {
     /// Smallest grey level with at least `fraction` of the samples at or below it, or 0
     /// when empty.
     pub fn percentile(&self, fraction: f64) -> u8 {
-        let wanted = (fraction.clamp(0.0, 1.0) * self.total as f64).ceil() as u64;
+        let target_count = (fraction.clamp(0.0, 1.0) * self.total as f64).ceil() as u64;
         let mut seen = 0u64;
         for grey in 0..=255u8 {
             seen += u64::from(self.bins[usize::from(grey)]);
-            if seen >= wanted.max(1) {
+            if seen >= target_count.max(1) {
                 return grey;
             }
         }
@@ -159,7 +159,7 @@ impl Histogram {
 /// side (the frame itself left out).
 ///
 /// A centred median follows a steady wash-in or wash-out, so only a short excursion
-/// that comes back stands out. `scratch` is reused for the window.
+/// that comes back exceeds it. `scratch` is reused for the window.
 pub fn flag_flashes(
     view_power: &[f64],
     flags: &mut [FrameFlags],
@@ -217,28 +217,48 @@ pub fn hash_rect(
     bytes_per_pixel: usize,
     rect: &crate::geometry::Rect,
 ) -> u64 {
-    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut hash = 0xCBF2_9CE4_8422_2325u64;
     let row_bytes = rect.w as usize * bytes_per_pixel;
+    // Four independent lanes keep the multiplier busy; they are folded at the end.
+    let mut lanes = [
+        0xCBF2_9CE4_8422_2325u64,
+        0x8422_2325_CBF2_9CE4,
+        0x9CE4_8422_2325_CBF2,
+        0x2325_CBF2_9CE4_8422,
+    ];
+    let mut tail = 0x1000_0000_01B3u64;
     for y in rect.y..rect.bottom() as u32 {
         let start = y as usize * stride + rect.x as usize * bytes_per_pixel;
         let Some(row) = data.get(start..start + row_bytes) else {
             break;
         };
-        let mut words = row.chunks_exact(8);
-        for word in &mut words {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            hash = (hash ^ u64::from_le_bytes(bytes)).wrapping_mul(MULTIPLIER);
-            hash ^= hash >> 29;
+        let mut blocks = row.chunks_exact(32);
+        for block in &mut blocks {
+            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+                *lane = mix(*lane, read_word(word));
+            }
         }
-        for &byte in words.remainder() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(MULTIPLIER);
-            hash ^= hash >> 29;
+        for &byte in blocks.remainder() {
+            tail = mix(tail, u64::from(byte));
         }
-        hash = hash.rotate_left(17) ^ u64::from(y);
+        tail = mix(tail, u64::from(y));
     }
-    hash
+    lanes
+        .iter()
+        .fold(tail, |hash, &lane| mix(hash.rotate_left(23), lane))
+}
+
+#[inline]
+fn mix(hash: u64, word: u64) -> u64 {
+    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+    let hash = (hash ^ word).wrapping_mul(MULTIPLIER);
+    hash ^ (hash >> 29)
+}
+
+#[inline]
+fn read_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
@@ -295,14 +315,17 @@ mod tests {
 
     #[test]
     fn hash_sees_one_changed_byte() {
-        let rect = crate::geometry::Rect::new(1, 1, 13, 3);
-        let mut data = vec![7u8; 20 * 5];
-        let before = hash_rect(&data, 20, 1, &rect);
-        data[3 * 20 + 9] = 8;
-        assert_ne!(before, hash_rect(&data, 20, 1, &rect));
+        // 70 bytes per row: two 32-byte blocks and a 6-byte remainder.
+        let rect = crate::geometry::Rect::new(1, 1, 70, 3);
+        let mut data = vec![7u8; 80 * 5];
+        let before = hash_rect(&data, 80, 1, &rect);
+        for offset in [2 * 80 + 5, 3 * 80 + 40, 3 * 80 + 68] {
+            data[offset] = 8;
+            assert_ne!(before, hash_rect(&data, 80, 1, &rect), "offset {offset}");
+            data[offset] = 7;
+        }
         data[0] = 9;
-        data[3 * 20 + 9] = 7;
-        assert_eq!(before, hash_rect(&data, 20, 1, &rect));
+        assert_eq!(before, hash_rect(&data, 80, 1, &rect));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! The gamma variate is fitted as `b + PE (tau/tp)^a exp(a (1 - tau/tp))` with the peak
 //! enhancement `PE` and the time to peak `tp = a beta`, because `K` spans hundreds of
-//! orders of magnitude as `a` and `beta` vary; the report converts back to `K` and `beta`.
+//! orders of magnitude as `a` and `beta` vary. The report converts back to `K` and `beta`.
 
 use std::f64::consts::{E, PI};
 
@@ -110,7 +110,7 @@ impl BolusModel {
         }
     }
 
-    /// The parameters in the model's published form, with their report names: lognormal
+    /// Converts the parameters to the model's published form, with their report names: lognormal
     /// `baseline, area, t0_s, mu, sigma`; gamma variate `baseline, k, t0_s, alpha, beta_s`.
     pub fn published(self, p: &Params) -> Vec<(&'static str, f64)> {
         match self {

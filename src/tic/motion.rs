@@ -13,13 +13,15 @@ use crate::geometry::Rect;
 /// Block size, search range and the thresholds of the motion flag.
 #[derive(Clone, Debug)]
 pub struct MotionSettings {
-    /// Side of the matched block in pixels, before clipping to the view. Default 128.
+    /// Side of the matched block in pixels, before clipping to half the view's shorter
+    /// side. Default 128.
     pub block_px: u32,
     /// Largest shift searched in each direction, in pixels. Default 8.
     pub search_px: u32,
     /// Pixel step of the NCC sums inside the block. Default 2.
     pub sample_step: u32,
-    /// A shift longer than this (Euclidean, pixels) flags motion. Default 3.
+    /// A shift longer than this (Euclidean, pixels) flags motion. Default 2.0: tissue
+    /// whose speckle decorrelates between frames jitters by a pixel at rest.
     pub max_shift_px: f64,
     /// An NCC below this flags motion on a B-mode view. Default 0.5.
     pub min_ncc: f64,
@@ -34,7 +36,7 @@ impl Default for MotionSettings {
             block_px: 128,
             search_px: 8,
             sample_step: 2,
-            max_shift_px: 3.0,
+            max_shift_px: 2.0,
             min_ncc: 0.5,
             min_texture: 3.0,
         }
@@ -75,13 +77,15 @@ pub struct MotionTracker {
 }
 
 impl MotionTracker {
-    /// A tracker for `view`, or `None` when the view is too small for a block of 16
-    /// pixels plus the search margin.
+    /// Creates a tracker for `view`, or returns `None` when the view is too small for a
+    /// block of 16 pixels plus the search margin.
     pub fn new(view: Rect, settings: MotionSettings) -> Option<MotionTracker> {
         let search = settings.search_px;
         let step = settings.sample_step.max(1);
         let room = view.w.min(view.h).checked_sub(2 * search)?;
-        let side = settings.block_px.min(room) / step * step;
+        // Half the view's shorter side keeps the block inside a sector fan, whose
+        // static edges would otherwise pin the match at zero shift.
+        let side = settings.block_px.min(room).min(view.w.min(view.h) / 2) / step * step;
         if side < 16 {
             return None;
         }
@@ -214,18 +218,28 @@ impl MotionTracker {
     fn ncc_at(&self, dx: i32, dy: i32) -> Option<f64> {
         let search = self.settings.search_px as i32;
         let width = self.region.w as usize;
-        let mut sum = 0i64;
-        let mut sum_squares = 0i64;
-        let mut cross = 0i64;
-        for ((x, y), &reference) in self
-            .sample_points(search + dx, search + dy)
-            .zip(&self.reference)
-        {
-            let value = i64::from(self.current[y * width + x]);
-            sum += value;
-            sum_squares += value * value;
-            cross += value * i64::from(reference);
+        let step = self.settings.sample_step as usize;
+        let count = self.samples_per_side as usize;
+        let x0 = (search + dx) as usize;
+        let y0 = (search + dy) as usize;
+        // Row sums fit in u32: a row has at most 7680 samples (the widest frame the
+        // source limits allow) of at most 255^2 each.
+        let (mut sum, mut sum_squares, mut cross) = (0u64, 0u64, 0u64);
+        for (j, reference_row) in self.reference.chunks_exact(count).enumerate() {
+            let start = (y0 + j * step) * width + x0;
+            let row = &self.current[start..start + (count - 1) * step + 1];
+            let (mut row_sum, mut row_squares, mut row_cross) = (0u32, 0u32, 0u32);
+            for (&value, &reference) in row.iter().step_by(step).zip(reference_row) {
+                let value = u32::from(value);
+                row_sum += value;
+                row_squares += value * value;
+                row_cross += value * u32::from(reference);
+            }
+            sum += u64::from(row_sum);
+            sum_squares += u64::from(row_squares);
+            cross += u64::from(row_cross);
         }
+        let (sum, sum_squares, cross) = (sum as i64, sum_squares as i64, cross as i64);
         let n = self.reference.len() as i64;
         let variance = n * sum_squares - sum * sum;
         if standard_deviation(variance, n) < self.settings.min_texture {
@@ -244,7 +258,7 @@ impl MotionTracker {
         (0..count).flat_map(move |j| (0..count).map(move |i| (x0 + i * step, y0 + j * step)))
     }
 
-    /// The block searched, in full-frame pixels.
+    /// Returns the block searched, in full-frame pixels.
     pub fn block(&self) -> Rect {
         self.block
     }

@@ -1,9 +1,10 @@
 //! The offline TIC pipeline over a recorded input: layout, ROI, tracking, analysis.
 //!
-//! The input is read up to three times through a caller-supplied opener: once for
-//! layout detection (up to [`PipelineOptions::detect_frames`] frames spread over the
-//! clip when its length is known, else the first ones), once for the whole-view curve
-//! when the ROI is automatic, and once for the ROI's curve.
+//! The input is read up to three times through a caller-supplied opener. The first
+//! pass detects the layout on up to [`PipelineOptions::detect_frames`] frames, spread
+//! over the clip when its length is known and else the first ones. The second pass,
+//! only for an automatic ROI, measures the whole-view curve. The last pass measures the
+//! ROI's curve.
 
 use serde::Serialize;
 
@@ -43,7 +44,7 @@ pub enum PipelineError {
     Tic(#[from] TicError),
 }
 
-/// Where the views come from.
+/// Source of the view rectangles.
 #[derive(Clone, Debug)]
 pub enum LayoutChoice {
     /// Detected from the frames, with optional region rectangles from the file as a hint.
@@ -58,7 +59,7 @@ pub enum LayoutChoice {
     Profile(LayoutProfile),
 }
 
-/// Which region the curve is measured in.
+/// Region the curve is measured in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoiChoice {
     /// The whole contrast view.
@@ -68,7 +69,7 @@ pub enum RoiChoice {
     Auto,
 }
 
-/// How the ROI was chosen, for reports.
+/// Origin of the ROI, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoiSource {
@@ -184,12 +185,12 @@ fn find_layout(
     options: &PipelineOptions,
 ) -> Result<Layout, PipelineError> {
     let mut detector = LayoutDetector::new(info.width, info.height, options.detect.clone());
-    let wanted = u64::from(options.detect_frames.max(1));
-    let every = info.frames.map_or(1, |n| n.div_ceil(wanted).max(1));
+    let requested = u64::from(options.detect_frames.max(1));
+    let every = info.frames.map_or(1, |n| n.div_ceil(requested).max(1));
     let mut index = 0u64;
     let mut source = open()?;
     let mut frame = Frame::empty();
-    while u64::from(detector.frames()) < wanted {
+    while u64::from(detector.frames()) < requested {
         let more = source
             .read_frame(&mut frame)
             .map_err(|source| PipelineError::Read { index, source })?;
@@ -270,7 +271,7 @@ fn auto_roi(
     let mut position = 0;
     each_frame(open, |frame| {
         if let Some(&role) = roles.get(position) {
-            map.push(frame, role);
+            map.push(frame, role)?;
         }
         position += 1;
         Ok(())

@@ -1,7 +1,7 @@
 //! The serialisable result of a TIC analysis.
 //!
 //! Every number is finite: a value that cannot be computed is absent (`null` in JSON),
-//! and [`TicStatus`] or a warning says why.
+//! and [`TicStatus`] or a warning gives the reason.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ pub enum TicStatus {
 }
 
 impl TicStatus {
-    /// A one-line explanation for people.
+    /// Returns a one-line explanation for people.
     pub fn describe(self) -> &'static str {
         match self {
             TicStatus::Ok => "bolus fitted",
@@ -178,7 +178,7 @@ pub struct TicReport {
     pub fit: Option<FitReport>,
     /// Every model that could be fitted, the selected one included.
     pub fits: Vec<FitReport>,
-    /// How the model was selected: `aic` (lowest AIC; with equal parameter counts, the
+    /// Model selection rule: `aic` (lowest AIC; with equal parameter counts, the
     /// same as the highest R^2).
     pub selected_by: &'static str,
     pub flags: FlagReport,

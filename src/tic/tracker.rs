@@ -13,7 +13,10 @@ use crate::frame::{rgb_to_luma, Frame, PixelFormat};
 use crate::geometry::Rect;
 use crate::layout::{Layout, Span};
 
-/// What the tracker measured on one frame.
+/// Half-width in seconds of the window whose median motion NCC a frame is compared with.
+const LOCAL_NCC_WINDOW_S: f64 = 1.0;
+
+/// Measurements of one frame.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameSample {
     pub index: u64,
@@ -66,7 +69,7 @@ impl TicTracker {
     ///
     /// Errors with [`TicError::RoiOutsideView`] when `roi` is empty or not inside the
     /// contrast view, and with [`TicError::Setting`] for an invalid dynamic range. When
-    /// the sector mask leaves no ROI pixel, every ROI pixel is used and a warning says so.
+    /// the sector mask leaves no ROI pixel, every ROI pixel is used and a warning records it.
     pub fn new(layout: &Layout, roi: Rect, settings: TicSettings) -> Result<TicTracker, TicError> {
         if roi.w == 0 || roi.h == 0 || !layout.contrast.contains_rect(&roi) {
             return Err(TicError::RoiOutsideView {
@@ -131,7 +134,7 @@ impl TicTracker {
     /// Measures one frame and appends its sample.
     ///
     /// Errors with [`TicError::FrameMismatch`] when the frame's size differs from the
-    /// layout's or its buffer is shorter than its size says.
+    /// layout's or its buffer is shorter than its size requires.
     pub fn push(&mut self, frame: &Frame) -> Result<(), TicError> {
         self.check_frame(frame)?;
 
@@ -153,6 +156,8 @@ impl TicTracker {
         let same_as_previous = self.previous_hash == Some(hash);
         self.previous_hash = Some(hash);
 
+        // NOTE: a single contrast-only view that is truly black before the bolus
+        // arrives looks like a lifted probe, so those frames are flagged black.
         let is_black = tissue_percentile <= self.settings.flags.black_level;
         let motion = match &mut self.motion {
             Some(tracker) if !is_black && !same_as_previous => tracker.update(frame),
@@ -206,9 +211,12 @@ impl TicTracker {
         )
     }
 
-    /// Flags long shifts, and on a B-mode view low NCC. When the median NCC of the clip
-    /// is itself below the threshold (tissue that decorrelates from frame to frame),
-    /// the NCC test becomes relative: below 0.8 times the median.
+    /// Flags long shifts, and on a B-mode view a sudden drop of NCC.
+    ///
+    /// The NCC against the reference frame falls slowly as the bolus brightens the B-mode
+    /// view and as speckle decorrelates, which is not motion. So a frame is flagged for
+    /// low NCC only when it falls below 0.8 times the median NCC of the frames within
+    /// one second of it, or below half the absolute threshold.
     fn flag_motion(&self, flags: &mut [FrameFlags], warnings: &mut Vec<String>) {
         let Some(tracker) = &self.motion else {
             return;
@@ -220,31 +228,55 @@ impl TicTracker {
             .filter_map(|s| s.motion.map(|m| m.ncc))
             .collect();
         let median = median_in_place(&mut scores);
-        let mut min_ncc = settings.min_ncc;
-        if self.motion_on_bmode && !scores.is_empty() && median < min_ncc {
-            min_ncc = 0.8 * median;
+        if self.motion_on_bmode && !scores.is_empty() && median < settings.min_ncc {
             warnings.push(format!(
-                "median motion NCC {median:.2} is below {:.2}: motion flagged below NCC {min_ncc:.2}",
+                "median motion NCC {median:.2} is below {:.2}: the B-mode view decorrelates between frames",
                 settings.min_ncc
             ));
         }
-        for (flag, sample) in flags.iter_mut().zip(&self.samples) {
+        let local_medians = self.local_ncc_medians(LOCAL_NCC_WINDOW_S);
+        for ((flag, sample), local) in flags.iter_mut().zip(&self.samples).zip(local_medians) {
             let Some(estimate) = sample.motion else {
                 continue;
             };
-            let confident = estimate.ncc >= min_ncc;
+            let sudden_drop = local.is_some_and(|m| estimate.ncc < 0.8 * m);
+            let confident = !sudden_drop && estimate.ncc >= 0.5 * settings.min_ncc;
             let moved = estimate.shift_px() > settings.max_shift_px;
             // A contrast-only view decorrelates as bubbles move, so there only a
             // confident long shift counts.
             let flagged = if self.motion_on_bmode {
                 moved || !confident
             } else {
-                moved && confident
+                moved && estimate.ncc >= settings.min_ncc
             };
             if flagged {
                 flag.insert(FrameFlags::MOTION);
             }
         }
+    }
+
+    /// Median motion NCC of the samples within `window_s` seconds of each sample.
+    fn local_ncc_medians(&self, window_s: f64) -> Vec<Option<f64>> {
+        let mut window = Vec::new();
+        let mut start = 0;
+        let mut end = 0;
+        let mut medians = Vec::with_capacity(self.samples.len());
+        for sample in &self.samples {
+            while self.samples[start].time_s < sample.time_s - window_s {
+                start += 1;
+            }
+            while end < self.samples.len() && self.samples[end].time_s <= sample.time_s + window_s {
+                end += 1;
+            }
+            window.clear();
+            window.extend(
+                self.samples[start..end]
+                    .iter()
+                    .filter_map(|s| s.motion.map(|m| m.ncc)),
+            );
+            medians.push((!window.is_empty()).then(|| median_in_place(&mut window)));
+        }
+        medians
     }
 
     fn check_frame(&self, frame: &Frame) -> Result<(), TicError> {

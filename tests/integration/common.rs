@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// A `Command` for the `ceus-edge` binary under test.
+/// Builds a `Command` for the `ceus-edge` binary under test.
 ///
 /// When `CEUS_EDGE_RUNNER` is set (the aarch64 cross test sets it to `qemu-aarch64`), the
 /// binary runs through that program, because a foreign-architecture binary cannot be
@@ -20,7 +20,7 @@ pub fn ceus_edge() -> Command {
     }
 }
 
-/// The repository root, where `testdata/`, `models/` and `tests/fixtures/` live.
+/// Returns the repository root, where `testdata/`, `models/` and `tests/fixtures/` live.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

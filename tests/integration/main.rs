@@ -1,6 +1,7 @@
 //! Integration tests of the ceus-edge binary and library.
 
 mod analyze;
+mod capture;
 mod cohort;
 mod common;
 mod dicom;

@@ -790,7 +790,7 @@ mod auto_roi {
         let table = PowerTable::new(60.0).unwrap();
         let mut map = AutoRoi::new(&layout, table, roi_settings);
         for (frame, role) in frames.iter().zip(roles) {
-            map.push(frame, role);
+            map.push(frame, role).unwrap();
         }
         let roi = map.propose().unwrap();
         let (cx, cy) = (screen.contrast.x + 95, screen.contrast.y + 100);
@@ -932,5 +932,113 @@ mod pipeline {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("/nonexistent/input.dcm"), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+mod phantom_peak {
+    use ceus_edge::phantom::source::PhantomSource;
+    use ceus_edge::phantom::{
+        EventKind, EventRequest, FrameEvent, Phantom, PhantomConfig, Truth, ViewLayout,
+    };
+    use ceus_edge::source::{FrameSource, SourceError};
+    use ceus_edge::tic::pipeline::{run, PipelineOptions, RoiChoice};
+
+    /// Runs `tic` on one phantom exam with the lesion's bounding box as the ROI and the
+    /// layout detected, and returns the reason when the chosen peak frame fails.
+    fn check_exam(config: &PhantomConfig) -> Result<(), String> {
+        let truth: Truth = Phantom::new(config.clone()).unwrap().truth().clone();
+        let open = || -> Result<Box<dyn FrameSource>, SourceError> {
+            Ok(Box::new(PhantomSource::new(
+                Phantom::new(config.clone()).unwrap(),
+            )))
+        };
+        let options = PipelineOptions {
+            roi: RoiChoice::Rect(truth.lesion_roi),
+            ..PipelineOptions::default()
+        };
+        let result = run(open, &options).map_err(|e| format!("error: {e}"))?;
+        let report = &result.analysis.report;
+        let peak = report
+            .peak
+            .as_ref()
+            .ok_or_else(|| format!("no peak, status {:?}", report.status))?;
+        let frame = truth
+            .frames
+            .get(peak.frame_index as usize)
+            .ok_or_else(|| format!("peak frame {} out of range", peak.frame_index))?;
+        let true_peak = truth
+            .frames
+            .iter()
+            .filter(|f| f.event == FrameEvent::None)
+            .map(|f| f.lesion_power)
+            .fold(0.0, f64::max);
+        if frame.event != FrameEvent::None {
+            return Err(format!(
+                "peak frame {} is a {:?} frame",
+                frame.index, frame.event
+            ));
+        }
+        if frame.lesion_power < 0.9 * true_peak {
+            return Err(format!(
+                "peak frame {} has {:.1}% of the peak power (status {:?})",
+                frame.index,
+                100.0 * frame.lesion_power / true_peak,
+                report.status
+            ));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn phantom_peak_selection_rate() {
+        let layouts = [ViewLayout::Dual, ViewLayout::Single];
+        let frame_rates = [8.0, 15.0, 20.0];
+        let every_event = vec![
+            EventKind::Flash,
+            EventKind::Freeze,
+            EventKind::ProbeLift,
+            EventKind::Motion,
+        ];
+        let mixes = [
+            EventRequest::None,
+            EventRequest::Listed(every_event),
+            EventRequest::Rate(6.0),
+        ];
+        let mut cases = 0;
+        let mut failures = Vec::new();
+        for seed in 0..3u64 {
+            for layout in layouts {
+                for fps in frame_rates {
+                    for events in &mixes {
+                        let config = PhantomConfig {
+                            seed: 1000 + seed,
+                            frames: (30.0 * fps) as u32,
+                            fps,
+                            width: 320,
+                            height: 240,
+                            layout,
+                            events: events.clone(),
+                            ..PhantomConfig::default()
+                        };
+                        cases += 1;
+                        if let Err(reason) = check_exam(&config) {
+                            failures.push(format!(
+                                "seed {} {layout:?} {fps} fps {events:?}: {reason}",
+                                config.seed
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let rate = (cases - failures.len()) as f64 / cases as f64;
+        println!(
+            "phantom peak selection: {:.1}% of {cases} exams",
+            100.0 * rate
+        );
+        for failure in &failures {
+            println!("  {failure}");
+        }
+        assert!(rate >= 0.95, "rate {rate:.3}: {failures:#?}");
     }
 }
