@@ -534,7 +534,7 @@ fn unsupported_syntax_is_named() {
 }
 
 fn run_binary(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+    crate::common::ceus_edge()
         .args(args)
         .output()
         .expect("the ceus-edge binary runs")

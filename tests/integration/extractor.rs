@@ -463,7 +463,7 @@ fn npy_unsupported_files_are_rejected() {
 }
 
 fn ceus_edge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+    crate::common::ceus_edge()
 }
 
 /// Writes an 8-bit RGB PNG of a `pre_rgb.npy`-style frame.

@@ -650,7 +650,6 @@ mod signature_file {
 
 mod commands {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use serde_json::Value;
 
@@ -663,10 +662,7 @@ mod commands {
     }
 
     fn run(args: &[&str]) -> (Value, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
-            .args(args)
-            .output()
-            .unwrap();
+        let output = crate::common::ceus_edge().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
         assert!(
             output.status.success(),
@@ -676,10 +672,7 @@ mod commands {
     }
 
     fn run_failing(args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
-            .args(args)
-            .output()
-            .unwrap();
+        let output = crate::common::ceus_edge().args(args).output().unwrap();
         assert_eq!(
             output.status.code(),
             Some(1),

@@ -808,7 +808,6 @@ mod pipeline {
     use super::*;
     use ceus_edge::source::{FrameSource, SourceError, SourceInfo, TimingSource};
     use ceus_edge::tic::pipeline::{run, PipelineOptions, RoiChoice};
-    use std::process::Command;
     use std::rc::Rc;
 
     /// Frames held in memory, served as a source.
@@ -903,7 +902,7 @@ mod pipeline {
     }
 
     fn cli(args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_ceus-edge"))
+        crate::common::ceus_edge()
             .arg("tic")
             .args(args)
             .output()
