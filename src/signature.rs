@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use thiserror::Error;
 
 use crate::stats::special::sigmoid;
@@ -20,7 +21,10 @@ use crate::stats::special::sigmoid;
 /// First bytes of every signature file.
 pub const MAGIC: [u8; 8] = *b"CEUSSIG\0";
 /// Format version written by this build, the only one it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Length of the SHA-256 checksum that ends a signature file.
+const CHECKSUM_BYTES: usize = 32;
 /// Largest feature dimension accepted, checked before a feature vector is sized by it.
 pub const MAX_FEATURE_DIMENSION: u32 = 1 << 20;
 /// Largest signature file read: far above a 1920-feature signature (a few tens of KiB).
@@ -192,13 +196,18 @@ impl Signature {
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         let body = postcard::to_stdvec(self).map_err(|e| SignatureError::Encode(e.to_string()))?;
         bytes.extend_from_slice(&body);
+        let digest = sha2::Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
         Ok(bytes)
     }
 
     /// Decodes and validates a signature file's bytes.
     ///
+    /// The file ends with the SHA-256 of everything before it, so a flipped bit in a
+    /// coefficient is rejected instead of silently changing the risk.
+    ///
     /// Errors: [`SignatureError::BadMagic`], [`SignatureError::UnsupportedVersion`],
-    /// [`SignatureError::Corrupt`] for bytes that do not decode or have trailing data, and
+    /// [`SignatureError::Corrupt`] for a checksum mismatch or bytes that do not decode, and
     /// [`SignatureError::Inconsistent`] for lengths, indices or ranges that disagree.
     pub fn from_bytes(bytes: &[u8]) -> Result<Signature, SignatureError> {
         let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
@@ -220,6 +229,17 @@ impl Signature {
             });
         }
 
+        let Some((body, checksum)) = body.split_last_chunk::<CHECKSUM_BYTES>() else {
+            return Err(SignatureError::Corrupt(
+                "the file ends before its checksum".to_string(),
+            ));
+        };
+        let covered = &bytes[..bytes.len() - CHECKSUM_BYTES];
+        if sha2::Sha256::digest(covered).as_slice() != checksum.as_slice() {
+            return Err(SignatureError::Corrupt(
+                "the SHA-256 checksum does not match the contents".to_string(),
+            ));
+        }
         let (signature, remainder): (Signature, &[u8]) =
             postcard::take_from_bytes(body).map_err(|e| SignatureError::Corrupt(e.to_string()))?;
         if !remainder.is_empty() {
