@@ -25,6 +25,10 @@ pub struct Args {
     /// Also decode every frame, to check that the whole file is readable.
     #[arg(long)]
     check: bool,
+
+    /// Frame rate for a PNG folder or another input without timing, in frames per second.
+    #[arg(long, value_name = "F", value_parser = super::tic::parse_fps)]
+    fps: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -38,7 +42,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Box::new(source),
         )
     } else {
-        let source = source::open(&args.file, &OpenOptions::default())
+        let options = OpenOptions {
+            fps: args.fps,
+            ..OpenOptions::default()
+        };
+        let source = source::open(&args.file, &options)
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         (source_report(&args.file, source.info()), source)
     };

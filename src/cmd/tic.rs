@@ -79,15 +79,15 @@ impl FromStr for RoiArg {
     }
 }
 
-fn parse_fps(s: &str) -> Result<f64, String> {
+pub fn parse_fps(s: &str) -> Result<f64, String> {
     let fps: f64 = s
         .parse()
         .map_err(|_| format!("invalid frame rate `{s}`: expected a number"))?;
-    if fps.is_finite() && fps > 0.0 && fps <= 10_000.0 {
+    if fps.is_finite() && (0.01..=10_000.0).contains(&fps) {
         Ok(fps)
     } else {
         Err(format!(
-            "frame rate {fps} is out of range: give a value above 0 and at most 10000"
+            "frame rate `{s}` is out of range: give 0.01 to 10000 frames per second"
         ))
     }
 }
