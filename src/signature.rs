@@ -1,9 +1,10 @@
 //! The deep-radiomics signature file: what `train` fitted and what the edge box scores.
 //!
-//! A file is the 8-byte magic [`MAGIC`], the format version as a little-endian u16, then
-//! the postcard encoding of [`Signature`]. Loading checks the magic, the version, that the
-//! bytes decode with nothing left over, and that every length, index and range is
-//! consistent, so a loaded signature can score without further checks.
+//! A file is the 8-byte magic [`MAGIC`], the format version as a little-endian u16, the
+//! postcard encoding of [`Signature`], and the SHA-256 of all the bytes before it.
+//! Loading checks the magic, the version, the checksum, that the bytes decode with
+//! nothing left over, and that every length, index and range is consistent, so a loaded
+//! signature can score without further checks.
 //!
 //! The rad-score is the LASSO logistic model on z-scored pooled features, so the
 //! imaging-only probability is sigmoid(rad-score). The clinical and integrated models are
