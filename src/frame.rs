@@ -1,6 +1,6 @@
 //! Decoded video frames: what every source yields and every analysis step reads.
 
-/// How the samples of a [`Frame`] are laid out.
+/// Sample layout of a [`Frame`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelFormat {
     /// One 8-bit grey sample per pixel.
@@ -35,7 +35,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// An empty frame to hand to [`crate::source::FrameSource::read_frame`].
+    /// Creates an empty frame to hand to [`crate::source::FrameSource::read_frame`].
     pub fn empty() -> Frame {
         Frame {
             index: 0,
@@ -47,7 +47,7 @@ impl Frame {
         }
     }
 
-    /// A frame of the given size with every sample 0.
+    /// Creates a frame of the given size with every sample 0.
     pub fn new(width: u32, height: u32, format: PixelFormat) -> Frame {
         let mut frame = Frame::empty();
         frame.reset(width, height, format);

@@ -57,7 +57,7 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// The error and its causes joined on one line, without repeating a cause that the
+/// Joins the error and its causes on one line, without repeating a cause that the
 /// message above it already quotes.
 fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();

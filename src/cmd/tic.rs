@@ -29,7 +29,7 @@ pub struct Args {
     csv: Option<PathBuf>,
 }
 
-/// How the curve is measured: ROI, timing, log compression and layout. Shared by every
+/// Options of the curve measurement: ROI, timing, log compression and layout. Shared by every
 /// command that computes a TIC.
 #[derive(clap::Args)]
 pub struct CurveArgs {
@@ -135,7 +135,7 @@ impl CurveArgs {
         self.roi.get_or_insert(RoiArg::Auto);
     }
 
-    /// The TIC pipeline's options, with the layout profile read when one is given.
+    /// Builds the TIC pipeline's options, with the layout profile read when one is given.
     pub fn pipeline_options(&self) -> anyhow::Result<PipelineOptions> {
         let args = self;
         let mut options = PipelineOptions::default();

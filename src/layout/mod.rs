@@ -36,7 +36,7 @@ pub enum LayoutError {
     },
 }
 
-/// How a layout was obtained.
+/// Origin of a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutKind {
@@ -69,7 +69,7 @@ pub struct ViewMask {
 }
 
 impl ViewMask {
-    /// A mask that keeps every pixel of `view`.
+    /// Builds a mask that keeps every pixel of `view`.
     pub fn full(view: Rect) -> ViewMask {
         ViewMask {
             view,
@@ -77,7 +77,7 @@ impl ViewMask {
         }
     }
 
-    /// A mask from one flag per view pixel, row-major. Returns `None` when the length
+    /// Builds a mask from one flag per view pixel, row-major. Returns `None` when the length
     /// does not match the view's area.
     pub fn from_flags(view: Rect, inside: Vec<bool>) -> Option<ViewMask> {
         (inside.len() as u64 == view.area()).then_some(ViewMask { view, inside })
@@ -87,7 +87,7 @@ impl ViewMask {
         self.view
     }
 
-    /// Whether the full-frame pixel (`x`, `y`) is inside the mask; pixels outside the
+    /// Checks whether the full-frame pixel (`x`, `y`) is inside the mask; pixels outside the
     /// view are not.
     pub fn contains(&self, x: u32, y: u32) -> bool {
         let inside_view = x >= self.view.x
@@ -171,7 +171,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The whole `width` x `height` image as the only view, every pixel in the mask.
+    /// Builds a layout with the whole `width` x `height` image as the only view, every pixel in the mask.
     pub fn whole_frame(width: u32, height: u32) -> Layout {
         let contrast = Rect::new(0, 0, width, height);
         Layout {
@@ -185,7 +185,7 @@ impl Layout {
         }
     }
 
-    /// A layout from given rectangles, with a full mask minus `exclusions`.
+    /// Builds a layout from given rectangles, with a full mask minus `exclusions`.
     ///
     /// Errors with [`LayoutError::InvalidRect`] when a view does not fit the frame or
     /// the two views overlap.
@@ -233,7 +233,7 @@ impl Layout {
         }
     }
 
-    /// The rectangles and mask summary for JSON output.
+    /// Summarises the rectangles and mask for JSON output.
     pub fn report(&self) -> LayoutReport {
         LayoutReport {
             kind: self.kind,
@@ -251,7 +251,7 @@ impl Layout {
     }
 }
 
-/// What a [`Layout`] is, as written in JSON reports.
+/// Kind of a [`Layout`], as written in JSON reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayoutReport {
     pub kind: LayoutKind,

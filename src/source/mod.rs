@@ -86,7 +86,7 @@ pub struct OpenOptions {
     pub limits: Limits,
 }
 
-/// How frame times were obtained, for reports.
+/// Origin of the frame times, for reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimingSource {
     /// DICOM Frame Time (0018,1063).
@@ -105,7 +105,7 @@ pub enum TimingSource {
     DeviceTimestamps,
 }
 
-/// What a source knows about its stream before the first frame is read.
+/// Stream properties a source reports before the first frame is read.
 #[derive(Clone, Debug)]
 pub struct SourceInfo {
     /// A short name of the container, such as `DICOM`, `Y4M` or `PNG folder`.

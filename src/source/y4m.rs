@@ -315,7 +315,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
     }
 }
 
-/// Whether the file starts with the Y4M signature `YUV4MPEG2 `.
+/// Checks whether the file starts with the Y4M signature `YUV4MPEG2 `.
 pub fn has_signature(path: &Path) -> Result<bool, SourceError> {
     let mut file = std::fs::File::open(path).map_err(|e| SourceError::io(path, e))?;
     let mut magic = [0u8; 10];

@@ -182,7 +182,7 @@ pub fn lasso_path(
 /// negatives continue where the positives stopped, so fold sizes differ by at most one.
 ///
 /// Errors: fewer than 2 folds, or a class with fewer members than folds (every fold must
-/// hold both classes for its held-out deviance to be defined). The message says how many
+/// hold both classes for its held-out deviance to be defined). The message states how many
 /// folds the data allow.
 pub fn stratified_folds(
     labels: &[bool],
