@@ -98,6 +98,20 @@ fn write_phantom(dir: &Path, extra: &[&str]) -> PathBuf {
     dir.join("exam.dcm")
 }
 
+/// Runs `ceus-edge analyze INPUT --signature SIGNATURE ARGS... --out OUT`.
+fn run_analyze(input: &Path, signature: &Path, args: &[&str], out: &Path) -> std::process::Output {
+    ceus_edge()
+        .arg("analyze")
+        .arg(input)
+        .arg("--signature")
+        .arg(signature)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -109,15 +123,7 @@ fn analyze_phantom_writes_every_output() {
     let exam = write_phantom(&dir.path().join("exam"), &[]);
     let out = dir.path().join("out");
 
-    let output = ceus_edge()
-        .arg("analyze")
-        .arg(&exam)
-        .arg("--signature")
-        .arg(&signature)
-        .args(["--set", "age=66", "--json", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = run_analyze(&exam, &signature, &["--set", "age=66", "--json"], &out);
     assert!(
         output.status.success(),
         "analyze failed: {}",
@@ -167,15 +173,7 @@ fn analyze_without_clinical_values_is_imaging_only() {
     let exam = write_phantom(&dir.path().join("exam"), &["--layout", "single"]);
     let out = dir.path().join("out");
 
-    let output = ceus_edge()
-        .arg("analyze")
-        .arg(&exam)
-        .arg("--signature")
-        .arg(&signature)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = run_analyze(&exam, &signature, &[], &out);
     assert!(
         output.status.success(),
         "{}",
@@ -194,15 +192,12 @@ fn analyze_rejects_out_of_range_clinical_value() {
     let signature = train_signature(dir.path());
     let exam = write_phantom(&dir.path().join("exam"), &[]);
 
-    let output = ceus_edge()
-        .arg("analyze")
-        .arg(&exam)
-        .arg("--signature")
-        .arg(&signature)
-        .args(["--set", "age=400", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    let output = run_analyze(
+        &exam,
+        &signature,
+        &["--set", "age=400"],
+        &dir.path().join("out"),
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("age"), "{stderr}");
@@ -241,15 +236,7 @@ fn analyze_rejects_signature_of_another_extractor() {
     );
     let exam = write_phantom(&dir.path().join("exam"), &[]);
 
-    let output = ceus_edge()
-        .arg("analyze")
-        .arg(&exam)
-        .arg("--signature")
-        .arg(&signature)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    let output = run_analyze(&exam, &signature, &[], &dir.path().join("out"));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("feature extractor"), "{stderr}");
@@ -265,15 +252,7 @@ fn analyze_real_sonosite_cine() {
     let signature = train_signature(dir.path());
     let out = dir.path().join("out");
 
-    let output = ceus_edge()
-        .arg("analyze")
-        .arg(&cine)
-        .arg("--signature")
-        .arg(&signature)
-        .args(["--set", "age=60", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = run_analyze(&cine, &signature, &["--set", "age=60"], &out);
     assert!(
         output.status.success(),
         "{}",
