@@ -9,7 +9,7 @@
 #
 # Usage: scripts/bench-live.sh [OUT_DIR]   (default target/bench-live)
 # Environment: CEUS_EDGE (default target/release/ceus-edge), SOAK_SECONDS, SECONDS_PER_RUN
-# (default 60).
+# (default 60), SOAK_ONLY=1 to run part 3 alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,17 +23,14 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "binary: $bin ($("$bin" --version))"
 
 stats_of() {
-    python3 -c '
-import json, sys
-stats = [json.loads(l) for l in open(sys.argv[1]) if "\"stats\"" in l][-1]
-lat = stats["latency_ms"]
-print(f"frames {stats[\"frames\"]} dropped {stats[\"dropped\"]} in {stats[\"duration_s\"]:.1f} s "
-      f"({stats[\"frames\"] / stats[\"duration_s\"]:.1f} fps); latency ms p50 {lat[\"p50\"]:.2f} "
-      f"p95 {lat[\"p95\"]:.2f} p99 {lat[\"p99\"]:.2f} max {lat[\"max\"]:.2f}")
-' "$1"
+    python3 scripts/live_stats.py stats "$1"
 }
 
-for size in 1280x720 1920x1080; do
+sizes="1280x720 1920x1080"
+if [ "${SOAK_ONLY:-0}" = 1 ]; then
+    sizes=""
+fi
+for size in $sizes; do
     for pace in native fast; do
         events="$out/events-$size-$pace.jsonl"
         rm -f "$events"
@@ -65,12 +62,4 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$pid"
 echo "soak ${soak} s 1920x1080: $(stats_of "$events")"
-python3 -c '
-import sys
-rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
-kib = [r[1] for r in rows]
-third = max(1, len(kib) // 3)
-print(f"RSS MiB: first sample {kib[0] / 1024:.0f}, max {max(kib) / 1024:.0f}, "
-      f"median of first third {sorted(kib[:third])[third // 2] / 1024:.0f}, "
-      f"median of last third {sorted(kib[-third:])[third // 2] / 1024:.0f} ({len(kib)} samples)")
-' "$rss"
+python3 scripts/live_stats.py rss "$rss"

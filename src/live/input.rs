@@ -186,6 +186,8 @@ fn read_until_end(
         let mut item = queue.take_free();
         match input.next_frame(&mut item.frame) {
             Ok(true) => {
+                // NOTE: latency starts here, after the frame is dequeued and decoded, not at
+                // the driver's buffer timestamp, so decode time is not part of it.
                 item.captured_at = Instant::now();
                 if !queue.push(item) {
                     return CaptureEnd::Stopped;

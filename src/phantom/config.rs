@@ -174,7 +174,6 @@ impl PhantomConfig {
         if let EventRequest::Rate(rate) = self.events {
             check_range("event rate (per minute)", rate, 0.0, MAX_EVENT_RATE)?;
         }
-        self.check_pixel_data_length()?;
         self.check_lesion()
     }
 
@@ -183,7 +182,11 @@ impl PhantomConfig {
         u64::from(self.width) * u64::from(self.height) * u64::from(self.frames)
     }
 
-    fn check_pixel_data_length(&self) -> Result<(), PhantomError> {
+    /// Checks that all frames fit one DICOM Pixel Data element. Only a DICOM cine needs
+    /// this: a Y4M or PNG exam, or the live phantom source, has no such limit.
+    ///
+    /// Errors with [`PhantomError::InvalidConfig`] naming the frames and size.
+    pub fn check_dicom_pixel_data(&self) -> Result<(), PhantomError> {
         // An explicit-length Pixel Data element has a 32-bit length, 0xFFFFFFFF excluded.
         let bytes = self.pixel_data_bytes();
         if bytes >= u64::from(u32::MAX - 1) {
@@ -278,15 +281,22 @@ mod tests {
                 events: EventRequest::Rate(-1.0),
                 ..base.clone()
             },
-            PhantomConfig {
-                width: 3840,
-                height: 2160,
-                frames: 600,
-                ..base.clone()
-            },
         ];
         for config in cases {
             assert!(config.validate().is_err(), "accepted {config:?}");
         }
+    }
+
+    #[test]
+    fn dicom_size_limit_applies_to_dicom_only() {
+        let config = PhantomConfig {
+            width: 3840,
+            height: 2160,
+            frames: 600,
+            ..PhantomConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        let error = config.check_dicom_pixel_data().unwrap_err().to_string();
+        assert!(error.contains("4 GiB"), "{error}");
     }
 }

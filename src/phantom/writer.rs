@@ -67,6 +67,9 @@ pub fn write_exam(
     dir: &Path,
     format: ExamFormat,
 ) -> Result<(Truth, ExamPaths), PhantomError> {
+    if format == ExamFormat::Dicom {
+        config.check_dicom_pixel_data()?;
+    }
     let phantom = Phantom::new(config.clone())?;
     std::fs::create_dir_all(dir).map_err(|source| PhantomError::Io {
         path: dir.to_path_buf(),
@@ -147,6 +150,7 @@ impl<W: Write> DicomCineWriter<W> {
     /// header for all of the phantom's frames.
     pub fn new(mut out: W, phantom: &Phantom) -> Result<DicomCineWriter<W>, PhantomError> {
         let config = phantom.config();
+        config.check_dicom_pixel_data()?;
         let object = build_header(config, &phantom.truth().layout)?;
         let sop_instance = uid_for(config, "sop-instance");
         let file_object = object
