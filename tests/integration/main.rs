@@ -1,5 +1,6 @@
 //! Integration tests of the ceus-edge binary and library.
 
+mod agreement;
 mod analyze;
 mod capture;
 mod cohort;
