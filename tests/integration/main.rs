@@ -10,4 +10,6 @@ mod extractor;
 mod phantom;
 mod stats;
 mod tic;
+#[cfg(feature = "v4l2")]
+mod vivid;
 mod y4m_png;
