@@ -13,7 +13,7 @@ use crate::preprocess::{self, PreprocessError, ResizeMode, SIZE};
 use crate::signature::{ClinicalOutcome, Signature, SignatureError};
 use crate::source::{FrameSource, SourceError};
 use crate::tic::pipeline::{self, PipelineError, PipelineOptions, PipelineResult};
-use crate::tic::report::TicStatus;
+use crate::tic::report::{TicReport, TicStatus};
 
 /// R^2 below which the bolus fit, and so the choice of peak frame, is called unreliable.
 const RELIABLE_FIT_R2: f64 = 0.8;
@@ -120,7 +120,7 @@ pub fn analyse(
     } = exam_features(open, options, resize, scorer.extractor)?;
     let rad_score_map = heatmap::rad_score_map(scorer.signature, &features.map)?;
     let scores = score(scorer, &features, &mut warnings)?;
-    let quality = assess_quality(&tic, &mut warnings);
+    let quality = assess_quality(&tic.analysis.report, &mut warnings);
 
     Ok(ExamAnalysis {
         tic,
@@ -199,8 +199,9 @@ fn read_frame_at(
     Ok(frame)
 }
 
-/// Scores the pooled features with the signature and the clinical values.
-fn score(
+/// Scores the pooled features with the signature and the clinical values, adding a
+/// warning for every clinical value the signature does not use or misses.
+pub fn score(
     scorer: &Scorer<'_>,
     features: &Features,
     warnings: &mut Vec<String>,
@@ -274,9 +275,9 @@ fn warn_unused_clinical(
     }
 }
 
-/// Decides whether the TIC behind the peak frame can be trusted.
-fn assess_quality(tic: &PipelineResult, warnings: &mut Vec<String>) -> Quality {
-    let report = &tic.analysis.report;
+/// Decides whether the TIC behind the peak frame can be trusted, adding a warning for
+/// every reason it cannot.
+pub fn assess_quality(report: &TicReport, warnings: &mut Vec<String>) -> Quality {
     let fit_r2 = report.fit.as_ref().and_then(|fit| fit.r2);
     let flagged = report.frames.saturating_sub(report.unflagged_frames);
     let flagged_fraction = if report.frames > 0 {

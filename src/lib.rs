@@ -4,14 +4,19 @@
 //! [`layout`] finds the ultrasound views inside the scanner's screen, and the [`tic`] tracker
 //! builds the time-intensity curve of a region of interest, fits a bolus model and picks the
 //! peak-enhancement frame. [`phantom`] renders synthetic exams with known ground truth.
+//! [`live`] runs the same steps on a live stream, frame by frame, and [`display`] shows
+//! the overlay on a framebuffer or records it.
 
 pub mod analysis;
+pub mod board;
 pub mod capture;
+pub mod display;
 pub mod extractor;
 pub mod frame;
 pub mod geometry;
 pub mod heatmap;
 pub mod layout;
+pub mod live;
 pub mod npy;
 pub mod overlay;
 pub mod phantom;

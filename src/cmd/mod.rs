@@ -27,6 +27,7 @@ mod infer;
 mod inspect;
 mod models;
 mod phantom;
+mod run;
 mod tic;
 mod train;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Evaluate(Box<evaluate::Args>),
     /// List the V4L2 capture devices with their formats, frame sizes and frame rates.
     Devices(devices::Args),
+    /// Run the live pipeline: capture, peak detection, inference and the overlay.
+    Run(Box<run::Args>),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => evaluate::run(*args),
         Command::Devices(args) => devices::run(args),
+        Command::Run(args) => run::run(*args),
     }
 }
 

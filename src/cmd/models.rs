@@ -23,12 +23,33 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     signature: Option<PathBuf>,
 
-    /// Threads for the feature extractor.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    threads: u16,
+    /// Threads for the feature extractor. Default 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: Option<u16>,
 }
 
 impl ModelArgs {
+    /// Fills the options the command line left out, from a board profile. A bare model
+    /// file name is looked up in the models folder.
+    pub fn fill_missing(
+        &mut self,
+        model: Option<PathBuf>,
+        signature: Option<PathBuf>,
+        threads: Option<u16>,
+    ) {
+        if self.model.is_none() {
+            self.model = model.map(|path| {
+                if path.components().count() == 1 {
+                    models_dir().join(path)
+                } else {
+                    path
+                }
+            });
+        }
+        self.signature = self.signature.take().or(signature);
+        self.threads = self.threads.or(threads);
+    }
+
     /// Loads the extractor and the signature and checks that they belong together.
     pub fn load(&self) -> anyhow::Result<(Extractor, Signature)> {
         let model = self
@@ -56,7 +77,7 @@ impl ModelArgs {
             );
         }
         let options = LoadOptions {
-            threads: usize::from(self.threads),
+            threads: usize::from(self.threads.unwrap_or(1)),
             ..LoadOptions::default()
         };
         let extractor = Extractor::load(&model, &options)

@@ -156,6 +156,13 @@ impl CurveArgs {
         Ok(options)
     }
 
+    /// Uses the layout profile `path` when neither a profile nor the views were given.
+    pub fn fill_missing_layout_profile(&mut self, path: Option<PathBuf>) {
+        if self.layout_profile.is_none() && self.contrast_view.is_none() {
+            self.layout_profile = path;
+        }
+    }
+
     /// Options for opening the input, with `--fps` when given.
     pub fn open_options(&self) -> OpenOptions {
         OpenOptions {

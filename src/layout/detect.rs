@@ -90,6 +90,11 @@ impl LayoutDetector {
         }
     }
 
+    /// Width and height of the frames the detector takes.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
     /// Frames pushed so far.
     pub fn frames(&self) -> u32 {
         self.frames

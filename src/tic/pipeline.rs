@@ -202,13 +202,31 @@ fn find_layout(
         }
         index += 1;
     }
-    let layout = match &options.layout {
+    let layout = layout_from_detector(&detector, &options.layout, info.width, info.height)?;
+    log::debug!(
+        "layout {:?}: contrast {} B-mode {:?}",
+        layout.kind,
+        layout.contrast,
+        layout.bmode
+    );
+    Ok(layout)
+}
+
+/// Builds the layout `choice` asks for, from the frames `detector` has seen: detected,
+/// or given by rectangles or a profile with the detector's sector mask applied.
+pub fn layout_from_detector(
+    detector: &LayoutDetector,
+    choice: &LayoutChoice,
+    width: u32,
+    height: u32,
+) -> Result<Layout, LayoutError> {
+    let layout = match choice {
         LayoutChoice::Detect { hint } => detector.detect(hint),
         LayoutChoice::Manual { contrast, bmode } => {
             let mut layout = Layout::with_views(
                 LayoutKind::Manual,
-                info.width,
-                info.height,
+                width,
+                height,
                 *contrast,
                 *bmode,
                 Vec::new(),
@@ -217,17 +235,11 @@ fn find_layout(
             layout
         }
         LayoutChoice::Profile(profile) => {
-            let mut layout = profile.to_layout(info.width, info.height)?;
+            let mut layout = profile.to_layout(width, height)?;
             detector.apply_mask(&mut layout);
             layout
         }
     };
-    log::debug!(
-        "layout {:?}: contrast {} B-mode {:?}",
-        layout.kind,
-        layout.contrast,
-        layout.bmode
-    );
     Ok(layout)
 }
 

@@ -7,6 +7,7 @@ mod cohort;
 mod common;
 mod dicom;
 mod extractor;
+mod live;
 mod phantom;
 mod stats;
 mod tic;
