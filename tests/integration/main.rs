@@ -2,6 +2,7 @@
 
 mod agreement;
 mod analyze;
+mod board;
 mod capture;
 mod cohort;
 mod common;
