@@ -33,7 +33,7 @@ fn load_fixture(name: &str) -> npy::Array {
     npy::read_f32(&fixture(name)).unwrap()
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let dot: f64 = a
         .iter()

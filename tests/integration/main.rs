@@ -1,6 +1,8 @@
 //! Integration tests of the ceus-edge binary and library.
 
+mod agreement;
 mod analyze;
+mod board;
 mod capture;
 mod cohort;
 mod common;
@@ -10,4 +12,6 @@ mod live;
 mod phantom;
 mod stats;
 mod tic;
+#[cfg(feature = "v4l2")]
+mod vivid;
 mod y4m_png;
