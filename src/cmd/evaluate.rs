@@ -11,13 +11,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use ceus_edge::signature::{ClinicalOutcome, Signature};
+use ceus_edge::signature::{ClinicalOutcome, OutOfRangeValue, RangePolicy, Signature};
 use ceus_edge::stats::calibration::{calibration, decision_curve, hosmer_lemeshow};
 use ceus_edge::stats::roc::{auc_delong, delong_test, roc_curve, youden};
 use ceus_edge::table::Table;
 
 /// Number of Hosmer-Lemeshow groups.
 const HOSMER_LEMESHOW_GROUPS: usize = 10;
+/// Out-of-range clinical values logged one by one per variable; the rest are only counted.
+const RANGE_WARNINGS_LOGGED: usize = 5;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["signature", "scores"])))]
@@ -56,6 +58,7 @@ struct Scored {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut range_warnings = Vec::new();
     let (table, models) = if let Some(path) = &args.scores {
         let table = Table::read(path)?;
         let models = score_columns(&table, &args.score)?;
@@ -66,8 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let loaded = Signature::load(signature)?;
         let table = Table::read(table)?;
-        let models = score_signature(&loaded, &table, &args.features_prefix)?;
-        (table, models)
+        let scored = score_signature(&loaded, &table, &args.features_prefix)?;
+        range_warnings = scored.range_warnings;
+        (table, scored.models)
     };
     let labels = table.label_column(&args.label)?;
 
@@ -78,7 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         results.insert(model.name.clone(), value);
     }
     let comparisons = compare(&models, &labels);
-    let summary = json!({"rows": labels.len(), "models": results, "delong_tests": comparisons});
+    let summary = json!({
+        "rows": labels.len(),
+        "models": results,
+        "delong_tests": comparisons,
+        "out_of_range": range_warnings,
+    });
 
     if let Some(directory) = &args.report {
         write_report(directory, &summary)?;
@@ -107,13 +116,34 @@ fn score_columns(table: &Table, names: &[String]) -> anyhow::Result<Vec<Scored>>
         .collect()
 }
 
+/// Rows of one clinical variable whose value lies outside the signature's valid range.
+#[derive(serde::Serialize)]
+struct RangeWarning {
+    variable: String,
+    /// Valid range recorded in the signature (the training rows' range).
+    min: f64,
+    max: f64,
+    rows: usize,
+    /// Smallest and largest value seen outside the range.
+    lowest: f64,
+    highest: f64,
+}
+
+/// The models scored with a signature and the out-of-range clinical values met.
+struct SignatureScores {
+    models: Vec<Scored>,
+    range_warnings: Vec<RangeWarning>,
+}
+
 /// Scores each row with the signature: the imaging probability always, the clinical and
-/// integrated probabilities when the table has every column they need.
+/// integrated probabilities when the table has every column they need. A finite clinical
+/// value outside the signature's range is scored by extrapolation and counted, because an
+/// external cohort rarely stays inside the training cohort's minimum and maximum.
 fn score_signature(
     signature: &Signature,
     table: &Table,
     prefix: &str,
-) -> anyhow::Result<Vec<Scored>> {
+) -> anyhow::Result<SignatureScores> {
     let dimension = signature.feature_dimension as usize;
     let mut feature_columns = Vec::with_capacity(signature.rad_score.feature_indices.len());
     for &index in &signature.rad_score.feature_indices {
@@ -130,6 +160,7 @@ fn score_signature(
     let mut imaging = Vec::with_capacity(table.rows.len());
     let mut clinical = Vec::new();
     let mut integrated = Vec::new();
+    let mut range_warnings: Vec<RangeWarning> = Vec::new();
     let mut features = vec![0.0_f32; dimension];
     for row in 0..table.rows.len() {
         for (index, values) in &feature_columns {
@@ -140,18 +171,34 @@ fn score_signature(
 
         let values = clinical_values(table, &clinical_names, row);
         let line = table.lines[row];
+        for value in signature.out_of_range_values(&values) {
+            count_out_of_range(&mut range_warnings, &value, line);
+        }
+        let policy = RangePolicy::Extrapolate;
         if let Some(outcome) = signature
-            .clinical_probability(&values)
+            .clinical_probability_with(&values, policy)
             .with_context(|| format!("line {line}"))?
         {
             push_outcome(&mut clinical, outcome);
         }
         if let Some(outcome) = signature
-            .integrated_probability(rad_score, &values)
+            .integrated_probability_with(rad_score, &values, policy)
             .with_context(|| format!("line {line}"))?
         {
             push_outcome(&mut integrated, outcome);
         }
+    }
+    for warning in &range_warnings {
+        log::warn!(
+            "clinical variable {} is outside the signature's range [{}, {}] on {} row(s) \
+             (values {} to {}); those rows were scored by extrapolation",
+            warning.variable,
+            warning.min,
+            warning.max,
+            warning.rows,
+            warning.lowest,
+            warning.highest
+        );
     }
 
     let mut models = vec![Scored {
@@ -172,7 +219,41 @@ fn score_signature(
             ),
         }
     }
-    Ok(models)
+    Ok(SignatureScores {
+        models,
+        range_warnings,
+    })
+}
+
+/// Counts one out-of-range value and logs the first few of each variable with their line.
+fn count_out_of_range(warnings: &mut Vec<RangeWarning>, value: &OutOfRangeValue, line: usize) {
+    let index = match warnings.iter().position(|w| w.variable == value.name) {
+        Some(index) => index,
+        None => {
+            warnings.push(RangeWarning {
+                variable: value.name.clone(),
+                min: value.min,
+                max: value.max,
+                rows: 0,
+                lowest: value.value,
+                highest: value.value,
+            });
+            warnings.len() - 1
+        }
+    };
+    let warning = &mut warnings[index];
+    warning.rows += 1;
+    warning.lowest = warning.lowest.min(value.value);
+    warning.highest = warning.highest.max(value.value);
+    if warning.rows <= RANGE_WARNINGS_LOGGED {
+        log::warn!(
+            "line {line}: clinical variable {} = {} is outside the signature's range [{}, {}]",
+            value.name,
+            value.value,
+            value.min,
+            value.max
+        );
+    }
 }
 
 fn push_outcome(scores: &mut Vec<Option<f64>>, outcome: ClinicalOutcome) {
@@ -299,6 +380,24 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
             r["youden"]["specificity"],
             r["hosmer_lemeshow"]["p"],
             r["calibration"]["slope"]
+        ));
+    }
+    let warnings = summary["out_of_range"].as_array().into_iter().flatten();
+    let mut lines = String::new();
+    for w in warnings {
+        lines.push_str(&format!(
+            "- {}: {} row(s) outside [{}, {}], values {} to {}, scored by extrapolation\n",
+            w["variable"].as_str().unwrap_or(""),
+            w["rows"],
+            w["min"],
+            w["max"],
+            w["lowest"],
+            w["highest"]
+        ));
+    }
+    if !lines.is_empty() {
+        page.push_str(&format!(
+            "\n## Clinical values outside the signature's range\n\n{lines}"
         ));
     }
     let path = directory.join("evaluate.md");

@@ -719,8 +719,8 @@ fn extractor_hash(args: &Args) -> anyhow::Result<String> {
 
 /// Clinical variables of a fit whose first clinical coefficient is at `offset`.
 ///
-/// NOTE: the valid range is the range observed on the training rows, so a patient outside
-/// the training cohort's range is rejected rather than extrapolated.
+/// The valid range is the range observed on the training rows: `analyze` rejects a patient
+/// outside it, and `evaluate` extrapolates and counts such values.
 fn variables(
     fit: &LogisticFit,
     retained: &[(String, Split<f64>)],
