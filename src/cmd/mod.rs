@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod analyze;
+mod chart;
 mod clinical;
 mod demo;
 mod devices;
@@ -27,6 +28,7 @@ mod infer;
 mod inspect;
 mod models;
 mod phantom;
+mod report;
 mod tic;
 mod train;
 

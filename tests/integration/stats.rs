@@ -761,6 +761,7 @@ mod commands {
         let directory = tempfile::tempdir().unwrap();
         let signature = directory.path().join("bc.sig");
         let table = fixture_path("breast_cancer.csv");
+        let train_report = directory.path().join("train-report");
         let (summary, _) = run(&[
             "train",
             "--table",
@@ -777,6 +778,10 @@ mod commands {
             "c_texture,c_smoothness",
             "--out",
             signature.to_str().unwrap(),
+            "--report",
+            train_report.to_str().unwrap(),
+            "--imaging-name",
+            "FNA",
             "--json",
         ]);
         let selection = &summary["selection"];
@@ -900,6 +905,78 @@ mod commands {
         assert!(models.contains_key("clinical"));
         assert!(models.contains_key("integrated"));
         assert_eq!(evaluation["delong_tests"].as_array().unwrap().len(), 3);
+
+        check_train_report(&train_report, &summary);
+    }
+
+    /// Checks the charts, the model table and predictions.csv of a train report on the
+    /// breast-cancer fixture, then evaluates predictions.csv by split.
+    fn check_train_report(report: &Path, summary: &Value) {
+        for chart in ["roc", "calibration", "decision_curve"] {
+            for split in ["train", "test"] {
+                for extension in ["svg", "png"] {
+                    let path = report.join(format!("{chart}_{split}.{extension}"));
+                    assert!(path.exists(), "{path:?} missing");
+                }
+            }
+        }
+        let roc = std::fs::read_to_string(report.join("roc_test.svg")).unwrap();
+        assert!(roc.contains("FNA: AUC 0."), "no AUC in the ROC legend");
+        assert!(
+            roc.contains("clinical + FNA: AUC"),
+            "no integrated model in the legend"
+        );
+
+        let page = std::fs::read_to_string(report.join("train.md")).unwrap();
+        let header = "| model | predictors | AUC train (95% CI) | AUC test (95% CI) |";
+        assert!(page.contains(header), "{page}");
+        assert!(page.contains("| clinical | c_texture"), "{page}");
+        assert!(page.contains("![ROC curves, test rows"), "{page}");
+        assert!(page.contains("(roc_test.png)"), "{page}");
+        let first = &summary["selection"]["selected"][0];
+        let feature_row = format!(
+            "| {} | {} | {} |",
+            first["name"].as_str().unwrap(),
+            first["index"],
+            first["coefficient"]
+        );
+        assert!(page.contains(&feature_row), "{feature_row} not in {page}");
+
+        let predictions = report.join("predictions.csv");
+        let text = std::fs::read_to_string(&predictions).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("id,split,label,imaging,clinical,integrated")
+        );
+        let table = std::fs::read_to_string(fixture_path("breast_cancer.csv")).unwrap();
+        assert_eq!(lines.count(), table.lines().count() - 1);
+
+        let (evaluation, _) = run(&[
+            "evaluate",
+            "--scores",
+            predictions.to_str().unwrap(),
+            "--score",
+            "imaging,clinical,integrated",
+            "--label",
+            "label",
+            "--split-column",
+            "split",
+            "--json",
+        ]);
+        for (model, key) in [
+            ("imaging", "imaging_model"),
+            ("clinical", "clinical_model"),
+            ("integrated", "integrated_model"),
+        ] {
+            for split in ["train", "test"] {
+                let found = evaluation["groups"][split]["models"][model]["auc"]
+                    .as_f64()
+                    .unwrap();
+                let expected = summary[key]["auc"][split].as_f64().unwrap();
+                assert_abs(&format!("{model} auc {split}"), found, expected, 1e-12);
+            }
+        }
     }
 
     #[test]
