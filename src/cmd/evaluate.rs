@@ -502,7 +502,7 @@ fn write_report(
                 number(&r["youden"]["threshold"]),
                 number(&r["youden"]["sensitivity"]),
                 number(&r["youden"]["specificity"]),
-                number(&r["hosmer_lemeshow"]["p"]),
+                p_value(&r["hosmer_lemeshow"]["p"]),
                 number(&r["calibration"]["slope"])
             ));
         }
@@ -515,7 +515,7 @@ fn write_report(
                     "difference {}, z {}, p {}",
                     number(&test["auc_difference"]),
                     number(&test["z"]),
-                    number(&test["p_value"])
+                    p_value(&test["p_value"])
                 ),
             };
             let (first, second) = (&test["first"], &test["second"]);
@@ -563,6 +563,14 @@ fn number(value: &Value) -> String {
     value
         .as_f64()
         .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+/// Formats a p-value with 3 decimals, as "< 0.001" below that, or "-" when it is missing.
+fn p_value(value: &Value) -> String {
+    match value.as_f64() {
+        Some(p) if p < 0.001 => "< 0.001".to_string(),
+        _ => number(value),
+    }
 }
 
 /// Formats a JSON [low, high] pair as "low-high", or "-".

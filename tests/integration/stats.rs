@@ -899,7 +899,9 @@ mod commands {
             assert!(text.starts_with("<svg"), "{name}");
             assert!(text.contains("<polyline"), "{name} has no curve");
         }
-        assert!(report.join("evaluate.md").exists());
+        let page = std::fs::read_to_string(report.join("evaluate.md")).unwrap();
+        assert!(page.contains("- imaging vs clinical: difference"), "{page}");
+        assert!(page.contains(", p < 0.001\n"), "{page}");
         let models = evaluation["models"].as_object().unwrap();
         assert!(models.contains_key("imaging"));
         assert!(models.contains_key("clinical"));
