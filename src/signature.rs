@@ -58,6 +58,8 @@ pub enum SignatureError {
     FeatureLength { found: usize, expected: usize },
     #[error("feature {index} is not finite ({value})")]
     NonFiniteFeature { index: usize, value: f64 },
+    #[error("clinical variable {name} is not finite ({value}); give a number")]
+    NonFiniteClinical { name: String, value: f64 },
     #[error("clinical variable {name} = {value} is outside its valid range [{min}, {max}] {unit}")]
     OutOfRange {
         name: String,
@@ -187,6 +189,28 @@ pub enum ClinicalOutcome {
     Unavailable {
         missing: Vec<String>,
     },
+}
+
+/// What scoring does with a finite clinical value outside a variable's valid range (the
+/// range of the training rows when `train` fitted the signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RangePolicy {
+    /// Fail with [`SignatureError::OutOfRange`]: the default, for scoring one patient.
+    #[default]
+    Reject,
+    /// Extrapolate the linear predictor. The caller reports the values that
+    /// [`Signature::out_of_range_values`] lists, for example when evaluating on an
+    /// external cohort.
+    Extrapolate,
+}
+
+/// A finite clinical value outside its variable's valid range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutOfRangeValue {
+    pub name: String,
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 impl Signature {
@@ -349,6 +373,16 @@ impl Signature {
         &self,
         values: &BTreeMap<String, f64>,
     ) -> Result<Option<ClinicalOutcome>, SignatureError> {
+        self.clinical_probability_with(values, RangePolicy::Reject)
+    }
+
+    /// [`Signature::clinical_probability`] with a choice of what an out-of-range value
+    /// does. A non-finite value is an error under every policy.
+    pub fn clinical_probability_with(
+        &self,
+        values: &BTreeMap<String, f64>,
+        policy: RangePolicy,
+    ) -> Result<Option<ClinicalOutcome>, SignatureError> {
         let Some(model) = &self.clinical_model else {
             return Ok(None);
         };
@@ -356,6 +390,7 @@ impl Signature {
             model.intercept,
             &model.variables,
             values,
+            policy,
         )?))
     }
 
@@ -367,11 +402,51 @@ impl Signature {
         rad_score: f64,
         values: &BTreeMap<String, f64>,
     ) -> Result<Option<ClinicalOutcome>, SignatureError> {
+        self.integrated_probability_with(rad_score, values, RangePolicy::Reject)
+    }
+
+    /// [`Signature::integrated_probability`] with a choice of what an out-of-range value
+    /// does. A non-finite value is an error under every policy.
+    pub fn integrated_probability_with(
+        &self,
+        rad_score: f64,
+        values: &BTreeMap<String, f64>,
+        policy: RangePolicy,
+    ) -> Result<Option<ClinicalOutcome>, SignatureError> {
         let Some(model) = &self.integrated_model else {
             return Ok(None);
         };
         let intercept = model.intercept + model.rad_score_coefficient * rad_score;
-        Ok(Some(linear_outcome(intercept, &model.variables, values)?))
+        Ok(Some(linear_outcome(
+            intercept,
+            &model.variables,
+            values,
+            policy,
+        )?))
+    }
+
+    /// Lists the finite values outside their valid range, once per variable name, over
+    /// the variables of the clinical and the integrated model. Missing and non-finite
+    /// values are not listed.
+    pub fn out_of_range_values(&self, values: &BTreeMap<String, f64>) -> Vec<OutOfRangeValue> {
+        let clinical = self.clinical_model.iter().flat_map(|m| &m.variables);
+        let integrated = self.integrated_model.iter().flat_map(|m| &m.variables);
+        let mut found: Vec<OutOfRangeValue> = Vec::new();
+        for variable in clinical.chain(integrated) {
+            let Some(&value) = values.get(&variable.name) else {
+                continue;
+            };
+            let outside = value < variable.min || value > variable.max;
+            if value.is_finite() && outside && !found.iter().any(|f| f.name == variable.name) {
+                found.push(OutOfRangeValue {
+                    name: variable.name.clone(),
+                    value,
+                    min: variable.min,
+                    max: variable.max,
+                });
+            }
+        }
+        found
     }
 
     /// Checks lengths, indices, ranges and finiteness.
@@ -494,11 +569,13 @@ fn validate_model(
     Ok(())
 }
 
-/// Sums intercept + coefficient * value, or lists the missing variables.
+/// Sums intercept + coefficient * value, or lists the missing variables. A non-finite
+/// value is always an error, an out-of-range one only under [`RangePolicy::Reject`].
 fn linear_outcome(
     intercept: f64,
     variables: &[ClinicalVariable],
     values: &BTreeMap<String, f64>,
+    policy: RangePolicy,
 ) -> Result<ClinicalOutcome, SignatureError> {
     let missing: Vec<String> = variables
         .iter()
@@ -511,7 +588,14 @@ fn linear_outcome(
     let mut eta = intercept;
     for variable in variables {
         let value = values[&variable.name];
-        if !(value.is_finite() && value >= variable.min && value <= variable.max) {
+        if !value.is_finite() {
+            return Err(SignatureError::NonFiniteClinical {
+                name: variable.name.clone(),
+                value,
+            });
+        }
+        let in_range = value >= variable.min && value <= variable.max;
+        if !in_range && policy == RangePolicy::Reject {
             return Err(SignatureError::OutOfRange {
                 name: variable.name.clone(),
                 value,

@@ -11,13 +11,17 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use ceus_edge::signature::{ClinicalOutcome, Signature};
+use ceus_edge::signature::{ClinicalOutcome, OutOfRangeValue, RangePolicy, Signature};
 use ceus_edge::stats::calibration::{calibration, decision_curve, hosmer_lemeshow};
-use ceus_edge::stats::roc::{auc_delong, delong_test, roc_curve, youden};
+use ceus_edge::stats::roc::{auc_delong, delong_test, youden};
 use ceus_edge::table::Table;
+
+use super::report::{self, Group, ModelScores};
 
 /// Number of Hosmer-Lemeshow groups.
 const HOSMER_LEMESHOW_GROUPS: usize = 10;
+/// Out-of-range clinical values logged one by one per variable; the rest are only counted.
+const RANGE_WARNINGS_LOGGED: usize = 5;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["signature", "scores"])))]
@@ -41,7 +45,13 @@ pub struct Args {
     /// Prefix of the feature columns of --table.
     #[arg(long, default_value = "f")]
     features_prefix: String,
-    /// Directory for a Markdown report.
+    /// Column whose values split the rows into groups evaluated separately, such as the
+    /// "train" and "test" of `train`'s predictions.csv. Each group gets its own AUCs,
+    /// DeLong tests and charts.
+    #[arg(long)]
+    split_column: Option<String>,
+    /// Directory for the report: evaluate.md with the model table, evaluate.json, and the
+    /// ROC, calibration and decision-curve charts as SVG and PNG.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Print the evaluation as JSON on stdout.
@@ -56,6 +66,7 @@ struct Scored {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut range_warnings = Vec::new();
     let (table, models) = if let Some(path) = &args.scores {
         let table = Table::read(path)?;
         let models = score_columns(&table, &args.score)?;
@@ -66,28 +77,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let loaded = Signature::load(signature)?;
         let table = Table::read(table)?;
-        let models = score_signature(&loaded, &table, &args.features_prefix)?;
-        (table, models)
+        let scored = score_signature(&loaded, &table, &args.features_prefix)?;
+        range_warnings = scored.range_warnings;
+        (table, scored.models)
     };
     let labels = table.label_column(&args.label)?;
+    let (groups, models) = split_groups(&table, args.split_column.as_deref(), &labels, &models)?;
 
-    let mut results = BTreeMap::new();
-    for model in &models {
-        let value = evaluate(&model.scores, &labels)
-            .with_context(|| format!("evaluating {}", model.name))?;
-        results.insert(model.name.clone(), value);
+    let mut evaluations = Vec::with_capacity(groups.len());
+    for (g, group) in groups.iter().enumerate() {
+        let mut results = BTreeMap::new();
+        for model in &models {
+            let value = evaluate(&model.scores[g], &group.labels)
+                .with_context(|| format!("evaluating {} on {}", model.name, group_rows(group)))?;
+            results.insert(model.name.clone(), value);
+        }
+        let comparisons = compare(&models, g, &group.labels);
+        evaluations.push(json!({
+            "rows": group.labels.len(),
+            "models": results,
+            "delong_tests": comparisons,
+        }));
     }
-    let comparisons = compare(&models, &labels);
-    let summary = json!({"rows": labels.len(), "models": results, "delong_tests": comparisons});
+    let mut summary = match &args.split_column {
+        None => evaluations.swap_remove(0),
+        Some(column) => {
+            let by_group: serde_json::Map<String, Value> = groups
+                .iter()
+                .map(|g| g.name.clone())
+                .zip(evaluations)
+                .collect();
+            json!({"rows": labels.len(), "split_column": column, "groups": by_group})
+        }
+    };
+    summary["out_of_range"] = json!(range_warnings);
 
     if let Some(directory) = &args.report {
-        write_report(directory, &summary)?;
-        write_plots(directory, &models, &labels)?;
+        write_report(directory, &summary, &groups, &models)?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&summary)?;
+        print_summary(&summary, &groups)?;
     }
     Ok(())
 }
@@ -107,13 +138,34 @@ fn score_columns(table: &Table, names: &[String]) -> anyhow::Result<Vec<Scored>>
         .collect()
 }
 
+/// Rows of one clinical variable whose value lies outside the signature's valid range.
+#[derive(serde::Serialize)]
+struct RangeWarning {
+    variable: String,
+    /// Valid range recorded in the signature (the training rows' range).
+    min: f64,
+    max: f64,
+    rows: usize,
+    /// Smallest and largest value seen outside the range.
+    lowest: f64,
+    highest: f64,
+}
+
+/// The models scored with a signature and the out-of-range clinical values met.
+struct SignatureScores {
+    models: Vec<Scored>,
+    range_warnings: Vec<RangeWarning>,
+}
+
 /// Scores each row with the signature: the imaging probability always, the clinical and
-/// integrated probabilities when the table has every column they need.
+/// integrated probabilities when the table has every column they need. A finite clinical
+/// value outside the signature's range is scored by extrapolation and counted, because an
+/// external cohort rarely stays inside the training cohort's minimum and maximum.
 fn score_signature(
     signature: &Signature,
     table: &Table,
     prefix: &str,
-) -> anyhow::Result<Vec<Scored>> {
+) -> anyhow::Result<SignatureScores> {
     let dimension = signature.feature_dimension as usize;
     let mut feature_columns = Vec::with_capacity(signature.rad_score.feature_indices.len());
     for &index in &signature.rad_score.feature_indices {
@@ -130,6 +182,7 @@ fn score_signature(
     let mut imaging = Vec::with_capacity(table.rows.len());
     let mut clinical = Vec::new();
     let mut integrated = Vec::new();
+    let mut range_warnings: Vec<RangeWarning> = Vec::new();
     let mut features = vec![0.0_f32; dimension];
     for row in 0..table.rows.len() {
         for (index, values) in &feature_columns {
@@ -140,18 +193,34 @@ fn score_signature(
 
         let values = clinical_values(table, &clinical_names, row);
         let line = table.lines[row];
+        for value in signature.out_of_range_values(&values) {
+            count_out_of_range(&mut range_warnings, &value, line);
+        }
+        let policy = RangePolicy::Extrapolate;
         if let Some(outcome) = signature
-            .clinical_probability(&values)
+            .clinical_probability_with(&values, policy)
             .with_context(|| format!("line {line}"))?
         {
             push_outcome(&mut clinical, outcome);
         }
         if let Some(outcome) = signature
-            .integrated_probability(rad_score, &values)
+            .integrated_probability_with(rad_score, &values, policy)
             .with_context(|| format!("line {line}"))?
         {
             push_outcome(&mut integrated, outcome);
         }
+    }
+    for warning in &range_warnings {
+        log::warn!(
+            "clinical variable {} is outside the signature's range [{}, {}] on {} row(s) \
+             (values {} to {}); those rows were scored by extrapolation",
+            warning.variable,
+            warning.min,
+            warning.max,
+            warning.rows,
+            warning.lowest,
+            warning.highest
+        );
     }
 
     let mut models = vec![Scored {
@@ -172,7 +241,41 @@ fn score_signature(
             ),
         }
     }
-    Ok(models)
+    Ok(SignatureScores {
+        models,
+        range_warnings,
+    })
+}
+
+/// Counts one out-of-range value and logs the first few of each variable with their line.
+fn count_out_of_range(warnings: &mut Vec<RangeWarning>, value: &OutOfRangeValue, line: usize) {
+    let index = match warnings.iter().position(|w| w.variable == value.name) {
+        Some(index) => index,
+        None => {
+            warnings.push(RangeWarning {
+                variable: value.name.clone(),
+                min: value.min,
+                max: value.max,
+                rows: 0,
+                lowest: value.value,
+                highest: value.value,
+            });
+            warnings.len() - 1
+        }
+    };
+    let warning = &mut warnings[index];
+    warning.rows += 1;
+    warning.lowest = warning.lowest.min(value.value);
+    warning.highest = warning.highest.max(value.value);
+    if warning.rows <= RANGE_WARNINGS_LOGGED {
+        log::warn!(
+            "line {line}: clinical variable {} = {} is outside the signature's range [{}, {}]",
+            value.name,
+            value.value,
+            value.min,
+            value.max
+        );
+    }
 }
 
 fn push_outcome(scores: &mut Vec<Option<f64>>, outcome: ClinicalOutcome) {
@@ -230,13 +333,13 @@ fn evaluate(scores: &[f64], labels: &[bool]) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-/// DeLong tests between every pair of models; a pair whose test is undefined gets the
-/// reason instead.
-fn compare(models: &[Scored], labels: &[bool]) -> Vec<Value> {
+/// DeLong tests between every pair of models on group `g`; a pair whose test is
+/// undefined gets the reason instead.
+fn compare(models: &[ModelScores], g: usize, labels: &[bool]) -> Vec<Value> {
     let mut tests = Vec::new();
     for a in 0..models.len() {
         for b in (a + 1)..models.len() {
-            let value = match delong_test(&models[a].scores, &models[b].scores, labels) {
+            let value = match delong_test(&models[a].scores[g], &models[b].scores[g], labels) {
                 Ok(test) => json!({
                     "first": models[a].name,
                     "second": models[b].name,
@@ -256,51 +359,197 @@ fn compare(models: &[Scored], labels: &[bool]) -> Vec<Value> {
     tests
 }
 
-fn print_summary(summary: &Value) -> std::io::Result<()> {
-    let Some(models) = summary["models"].as_object() else {
-        return Ok(());
+/// Groups the rows by the split column ("train" first, "test" second, other values in
+/// sorted order), or puts every row in one unnamed group, and splits each model's scores
+/// to match.
+fn split_groups(
+    table: &Table,
+    column: Option<&str>,
+    labels: &[bool],
+    models: &[Scored],
+) -> anyhow::Result<(Vec<Group>, Vec<ModelScores>)> {
+    let Some(column) = column else {
+        let groups = vec![Group {
+            name: String::new(),
+            labels: labels.to_vec(),
+        }];
+        let models = models
+            .iter()
+            .map(|m| ModelScores {
+                name: m.name.clone(),
+                scores: vec![m.scores.clone()],
+            })
+            .collect();
+        return Ok((groups, models));
     };
-    for (name, result) in models {
-        outln!(
-            "{name}: auc {} (95% ci {}), youden threshold {}, sensitivity {}, specificity {}",
-            result["auc"],
-            result["auc_ci95"],
-            result["youden"]["threshold"],
-            result["youden"]["sensitivity"],
-            result["youden"]["specificity"]
-        );
+    let values = table.text_column(column)?;
+    let mut names: Vec<&str> = values.clone();
+    names.sort_by_key(|&name| (name != "train", name != "test", name));
+    names.dedup();
+    if let Some(name) = names.iter().find(|n| n.trim().is_empty()) {
+        bail!("column {column:?} has an empty cell ({name:?}): give every row a group");
     }
-    for test in summary["delong_tests"].as_array().into_iter().flatten() {
-        outln!(
-            "delong {} vs {}: z {}, p {}",
-            test["first"],
-            test["second"],
-            test["z"],
-            test["p_value"]
-        );
+    let members: Vec<Vec<usize>> = names
+        .iter()
+        .map(|&name| (0..values.len()).filter(|&i| values[i] == name).collect())
+        .collect();
+    let groups = names
+        .iter()
+        .zip(&members)
+        .map(|(name, rows)| Group {
+            name: name.to_string(),
+            labels: rows.iter().map(|&i| labels[i]).collect(),
+        })
+        .collect();
+    let models = models
+        .iter()
+        .map(|m| ModelScores {
+            name: m.name.clone(),
+            scores: members
+                .iter()
+                .map(|rows| rows.iter().map(|&i| m.scores[i]).collect())
+                .collect(),
+        })
+        .collect();
+    Ok((groups, models))
+}
+
+/// "the train rows" or "all rows", for messages.
+fn group_rows(group: &Group) -> String {
+    if group.name.is_empty() {
+        "all rows".to_string()
+    } else {
+        format!("the {} rows", group.name)
+    }
+}
+
+/// Lists the evaluations of the summary with their group names, in the order of the
+/// groups ("" without a split column).
+fn evaluations<'a>(summary: &'a Value, groups: &[Group]) -> Vec<(String, &'a Value)> {
+    if summary["groups"].is_object() {
+        let by_name = &summary["groups"];
+        groups
+            .iter()
+            .map(|g| (g.name.clone(), &by_name[g.name.as_str()]))
+            .collect()
+    } else {
+        vec![(String::new(), summary)]
+    }
+}
+
+fn print_summary(summary: &Value, groups: &[Group]) -> std::io::Result<()> {
+    for (group, evaluation) in evaluations(summary, groups) {
+        let prefix = if group.is_empty() {
+            String::new()
+        } else {
+            format!("{group}: ")
+        };
+        for (name, result) in evaluation["models"].as_object().into_iter().flatten() {
+            outln!(
+                "{prefix}{name}: auc {} (95% ci {}), youden threshold {}, sensitivity {}, \
+                 specificity {}",
+                result["auc"],
+                result["auc_ci95"],
+                result["youden"]["threshold"],
+                result["youden"]["sensitivity"],
+                result["youden"]["specificity"]
+            );
+        }
+        for test in evaluation["delong_tests"].as_array().into_iter().flatten() {
+            outln!(
+                "{prefix}delong {} vs {}: z {}, p {}",
+                test["first"],
+                test["second"],
+                test["z"],
+                test["p_value"]
+            );
+        }
     }
     Ok(())
 }
 
-/// Writes a Markdown table of the models and the JSON into `directory`.
-fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<()> {
+/// Writes evaluate.md (the model table, per-group statistics, DeLong tests, out-of-range
+/// counts and the charts), evaluate.json and the charts into `directory`.
+fn write_report(
+    directory: &std::path::Path,
+    summary: &Value,
+    groups: &[Group],
+    models: &[ModelScores],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(directory)
         .with_context(|| format!("cannot create report directory {}", directory.display()))?;
-    let mut page = String::from(
-        "# Model evaluation\n\n| model | AUC | 95% CI | threshold | sensitivity | specificity | HL p | slope |\n|---|---|---|---|---|---|---|---|\n",
-    );
-    for (name, r) in summary["models"].as_object().into_iter().flatten() {
+    let charts = report::write_charts(directory, groups, models)?;
+
+    let mut page = String::from("# Model evaluation\n\n");
+    page.push_str(&report::auc_table(groups, models, None)?);
+    for (group, evaluation) in evaluations(summary, groups) {
+        let title = if group.is_empty() {
+            "All rows".to_string()
+        } else {
+            format!("{group} rows")
+        };
         page.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r["auc"],
-            r["auc_ci95"],
-            r["youden"]["threshold"],
-            r["youden"]["sensitivity"],
-            r["youden"]["specificity"],
-            r["hosmer_lemeshow"]["p"],
-            r["calibration"]["slope"]
+            "\n## {title} (n = {})\n\n| model | AUC | 95% CI | Youden threshold | \
+             sensitivity | specificity | Hosmer-Lemeshow p | calibration slope |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            evaluation["rows"]
+        ));
+        for (name, r) in evaluation["models"].as_object().into_iter().flatten() {
+            page.push_str(&format!(
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
+                number(&r["auc"]),
+                ci(&r["auc_ci95"]),
+                number(&r["youden"]["threshold"]),
+                number(&r["youden"]["sensitivity"]),
+                number(&r["youden"]["specificity"]),
+                p_value(&r["hosmer_lemeshow"]["p"]),
+                number(&r["calibration"]["slope"])
+            ));
+        }
+        let tests = evaluation["delong_tests"].as_array().into_iter().flatten();
+        let mut lines = String::new();
+        for test in tests {
+            let outcome = match test["error"].as_str() {
+                Some(error) => format!("undefined: {error}"),
+                None => format!(
+                    "difference {}, z {}, p {}",
+                    number(&test["auc_difference"]),
+                    number(&test["z"]),
+                    p_value(&test["p_value"])
+                ),
+            };
+            let (first, second) = (&test["first"], &test["second"]);
+            lines.push_str(&format!(
+                "- {} vs {}: {outcome}\n",
+                text(first),
+                text(second)
+            ));
+        }
+        if !lines.is_empty() {
+            page.push_str(&format!("\nDeLong tests of the AUCs:\n\n{lines}"));
+        }
+    }
+    let warnings = summary["out_of_range"].as_array().into_iter().flatten();
+    let mut lines = String::new();
+    for w in warnings {
+        lines.push_str(&format!(
+            "- {}: {} row(s) outside [{}, {}], values {} to {}, scored by extrapolation\n",
+            text(&w["variable"]),
+            w["rows"],
+            w["min"],
+            w["max"],
+            w["lowest"],
+            w["highest"]
         ));
     }
+    if !lines.is_empty() {
+        page.push_str(&format!(
+            "\n## Clinical values outside the signature's range\n\n{lines}"
+        ));
+    }
+    page.push_str("\n## Charts\n\n");
+    page.push_str(&report::chart_links(directory, &charts));
+
     let path = directory.join("evaluate.md");
     std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
     let path = directory.join("evaluate.json");
@@ -309,245 +558,30 @@ fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<
     Ok(())
 }
 
-/// Line colours of the plotted models, in model order (cycled).
-const COLOURS: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
-
-/// Writes roc.svg, calibration.svg and decision_curve.svg into `directory`. Calibration
-/// and decision curves are drawn only for models whose scores are probabilities.
-fn write_plots(
-    directory: &std::path::Path,
-    models: &[Scored],
-    labels: &[bool],
-) -> anyhow::Result<()> {
-    let mut roc = svg::Plot::new("ROC curve", "1 - specificity", "sensitivity");
-    let mut calibration =
-        svg::Plot::new("Calibration (deciles)", "mean predicted", "observed rate");
-    let mut decision = svg::Plot::new("Decision curve", "threshold probability", "net benefit");
-    roc.line("chance", "#999999", &[(0.0, 0.0), (1.0, 1.0)]);
-    calibration.line("ideal", "#999999", &[(0.0, 0.0), (1.0, 1.0)]);
-    decision.y_range = (-0.05, 1.0);
-
-    let mut treat_all_drawn = false;
-    for (k, model) in models.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        roc.line(&model.name, colour, &roc_curve(&model.scores, labels)?);
-        if !model.scores.iter().all(|&p| (0.0..=1.0).contains(&p)) {
-            continue;
-        }
-        calibration.points(&model.name, colour, &decile_points(&model.scores, labels));
-        let curve = decision_curve(&model.scores, labels)?;
-        let points: Vec<(f64, f64)> = curve.iter().map(|p| (p.threshold, p.net_benefit)).collect();
-        decision.line(&model.name, colour, &points);
-        if !treat_all_drawn {
-            let all: Vec<(f64, f64)> = curve.iter().map(|p| (p.threshold, p.treat_all)).collect();
-            decision.line("treat all", "#555555", &all);
-            decision.line("treat none", "#bbbbbb", &[(0.0, 0.0), (1.0, 0.0)]);
-            treat_all_drawn = true;
-        }
-    }
-
-    for (name, plot) in [
-        ("roc.svg", roc),
-        ("calibration.svg", calibration),
-        ("decision_curve.svg", decision),
-    ] {
-        let path = directory.join(name);
-        std::fs::write(&path, plot.render())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+/// Formats a JSON number with 3 decimals, or "-" when it is missing.
+fn number(value: &Value) -> String {
+    value
+        .as_f64()
+        .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
-/// Mean prediction and observed event rate in ten groups of equal size, by sorted
-/// prediction.
-fn decile_points(probabilities: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
-    order.sort_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]));
-    let groups = 10.min(order.len());
-    (0..groups)
-        .filter_map(|g| {
-            let members = &order[g * order.len() / groups..(g + 1) * order.len() / groups];
-            if members.is_empty() {
-                return None;
-            }
-            let count = members.len() as f64;
-            let predicted = members.iter().map(|&i| probabilities[i]).sum::<f64>() / count;
-            let observed = members.iter().filter(|&&i| labels[i]).count() as f64 / count;
-            Some((predicted, observed))
-        })
-        .collect()
+/// Formats a p-value with 3 decimals, as "< 0.001" below that, or "-" when it is missing.
+fn p_value(value: &Value) -> String {
+    match value.as_f64() {
+        Some(p) if p < 0.001 => "< 0.001".to_string(),
+        _ => number(value),
+    }
 }
 
-/// A minimal SVG line and scatter plot, written by hand so that the report needs no font
-/// or drawing library. Axes span [0, 1] unless a range is set.
-mod svg {
-    use std::fmt::Write;
-
-    const WIDTH: f64 = 480.0;
-    const HEIGHT: f64 = 400.0;
-    const MARGIN: f64 = 56.0;
-
-    enum Mark {
-        Line,
-        Points,
+/// Formats a JSON [low, high] pair as "low-high", or "-".
+fn ci(value: &Value) -> String {
+    match (value[0].as_f64(), value[1].as_f64()) {
+        (Some(low), Some(high)) => format!("{low:.3}-{high:.3}"),
+        _ => "-".to_string(),
     }
+}
 
-    /// One plotted series: legend name, colour, mark and data points.
-    struct Series {
-        name: String,
-        colour: String,
-        mark: Mark,
-        points: Vec<(f64, f64)>,
-    }
-
-    pub struct Plot {
-        title: String,
-        x_label: String,
-        y_label: String,
-        pub y_range: (f64, f64),
-        series: Vec<Series>,
-    }
-
-    impl Plot {
-        pub fn new(title: &str, x_label: &str, y_label: &str) -> Plot {
-            Plot {
-                title: title.to_string(),
-                x_label: x_label.to_string(),
-                y_label: y_label.to_string(),
-                y_range: (0.0, 1.0),
-                series: Vec::new(),
-            }
-        }
-
-        pub fn line(&mut self, name: &str, colour: &str, points: &[(f64, f64)]) {
-            self.push(name, colour, Mark::Line, points);
-        }
-
-        pub fn points(&mut self, name: &str, colour: &str, points: &[(f64, f64)]) {
-            self.push(name, colour, Mark::Points, points);
-        }
-
-        fn push(&mut self, name: &str, colour: &str, mark: Mark, points: &[(f64, f64)]) {
-            self.series.push(Series {
-                name: name.to_string(),
-                colour: colour.to_string(),
-                mark,
-                points: points.to_vec(),
-            });
-        }
-
-        fn to_pixels(&self, (x, y): (f64, f64)) -> (f64, f64) {
-            let (low, high) = self.y_range;
-            let y = y.clamp(low, high);
-            let px = MARGIN + x.clamp(0.0, 1.0) * (WIDTH - 2.0 * MARGIN);
-            let py = HEIGHT - MARGIN - (y - low) / (high - low) * (HEIGHT - 2.0 * MARGIN);
-            (px, py)
-        }
-
-        pub fn render(&self) -> String {
-            let mut out = String::new();
-            let _ = writeln!(
-                out,
-                r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
-            );
-            let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-            self.render_axes(&mut out);
-            for (k, series) in self.series.iter().enumerate() {
-                let Series {
-                    name,
-                    colour,
-                    mark,
-                    points,
-                } = series;
-                match mark {
-                    Mark::Line => {
-                        let path: Vec<String> = points
-                            .iter()
-                            .map(|&p| {
-                                let (x, y) = self.to_pixels(p);
-                                format!("{x:.1},{y:.1}")
-                            })
-                            .collect();
-                        let _ = writeln!(
-                            out,
-                            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
-                            path.join(" ")
-                        );
-                    }
-                    Mark::Points => {
-                        for &p in points {
-                            let (x, y) = self.to_pixels(p);
-                            let _ = writeln!(
-                                out,
-                                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#
-                            );
-                        }
-                    }
-                }
-                let legend_y = MARGIN + 14.0 * k as f64;
-                let _ = writeln!(
-                    out,
-                    r#"<text x="{:.1}" y="{legend_y:.1}" fill="{colour}">{}</text>"#,
-                    WIDTH - MARGIN - 110.0,
-                    escape(name)
-                );
-            }
-            out.push_str("</svg>\n");
-            out
-        }
-
-        fn render_axes(&self, out: &mut String) {
-            let (left, bottom) = self.to_pixels((0.0, self.y_range.0));
-            let (right, top) = self.to_pixels((1.0, self.y_range.1));
-            let _ = writeln!(
-                out,
-                r#"<rect x="{left:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="black"/>"#,
-                right - left,
-                bottom - top
-            );
-            for k in 0..=5 {
-                let fraction = f64::from(k) / 5.0;
-                let (x, _) = self.to_pixels((fraction, 0.0));
-                let _ = writeln!(
-                    out,
-                    r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{fraction:.1}</text>"#,
-                    bottom + 16.0
-                );
-                let value = self.y_range.0 + fraction * (self.y_range.1 - self.y_range.0);
-                let (_, y) = self.to_pixels((0.0, value));
-                let _ = writeln!(
-                    out,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{value:.2}</text>"#,
-                    left - 6.0,
-                    y + 4.0
-                );
-            }
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
-                WIDTH / 2.0,
-                escape(&self.title)
-            );
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                WIDTH / 2.0,
-                HEIGHT - 12.0,
-                escape(&self.x_label)
-            );
-            let _ = writeln!(
-                out,
-                r#"<text x="14" y="{:.1}" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text>"#,
-                HEIGHT / 2.0,
-                HEIGHT / 2.0,
-                escape(&self.y_label)
-            );
-        }
-    }
-
-    fn escape(text: &str) -> String {
-        text.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    }
+/// Returns a JSON string without quotes, or "" for other values.
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("")
 }

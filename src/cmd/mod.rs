@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod analyze;
+mod chart;
 mod clinical;
 mod demo;
 mod devices;
@@ -28,6 +29,7 @@ mod inspect;
 mod models;
 mod phantom;
 mod run;
+mod report;
 mod tic;
 mod train;
 

@@ -22,8 +22,11 @@ use ceus_edge::stats::logistic::{fit_logistic, CoefficientRow, LogisticFit, Logi
 use ceus_edge::stats::mann_whitney::mann_whitney_u;
 use ceus_edge::stats::roc::{auc_delong, youden};
 use ceus_edge::stats::spearman::redundancy_filter;
+use ceus_edge::stats::special::sigmoid;
 use ceus_edge::stats::StatsError;
 use ceus_edge::table::Table;
+
+use super::report::{self, Group, ModelScores};
 
 /// Significance level of the Mann-Whitney filter.
 const MANN_WHITNEY_P: f64 = 0.05;
@@ -79,9 +82,15 @@ pub struct Args {
     /// Signature file to write.
     #[arg(long)]
     out: PathBuf,
-    /// Directory for a Markdown report of the fit.
+    /// Directory for the report: train.md with the models side by side and the selected
+    /// features, train.json, predictions.csv (each row's split and probabilities), and the
+    /// ROC, calibration and decision-curve charts as SVG and PNG.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Name of the imaging model in the report, such as CEUS, TDUS or CDUS after the
+    /// images the features came from. The integrated model is then "clinical + NAME".
+    #[arg(long, default_value = "imaging")]
+    imaging_name: String,
     /// Print the fit summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -102,6 +111,7 @@ enum LambdaChoice {
 }
 
 /// Training and test rows of one column.
+#[derive(Clone)]
 struct Split<T> {
     train: Vec<T>,
     test: Vec<T>,
@@ -161,7 +171,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "signature": args.out.display().to_string(),
     });
     if let Some(directory) = &args.report {
-        write_report(directory, &summary)?;
+        let models = report_models(&args, &rad_scores, &clinical, selected.len());
+        let rows = ReportRows {
+            table: &table,
+            is_test: &is_test,
+            labels_all: &labels_all,
+            labels: &labels,
+        };
+        write_report(directory, &summary, &rows, &models)?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);
@@ -533,6 +550,10 @@ struct Clinical {
     aucs: [(Option<f64>, Option<f64>); 2],
     /// Youden cut-off on the integrated model's training probabilities.
     integrated_cutoff: Option<f64>,
+    /// Names of the clinical variables in both models.
+    retained: Vec<String>,
+    /// Predicted probabilities of the clinical and the integrated model, when fitted.
+    probabilities: [Option<Split<f64>>; 2],
 }
 
 /// Fits the univariate screens, the multivariate clinical model and the integrated model.
@@ -559,6 +580,7 @@ fn clinical_models(
     }
 
     let names: Vec<String> = retained.iter().map(|(n, _)| n.clone()).collect();
+    let mut clinical_probabilities = None;
     let (clinical, clinical_json, clinical_aucs) = if retained.is_empty() {
         let note = if args.clinical.is_empty() {
             "no clinical variables given"
@@ -575,6 +597,7 @@ fn clinical_models(
         let fit = fit_logistic(&train, &labels.train, None, true, options)
             .context("multivariate clinical logistic model")?;
         let (auc_train, auc_test) = model_aucs(&fit, &retained, None, labels)?;
+        clinical_probabilities = Some(probabilities(&fit, &retained, None, labels));
         let model = ClinicalModel {
             intercept: fit.coefficients[0],
             variables: variables(&fit, &retained, 1),
@@ -590,7 +613,14 @@ fn clinical_models(
     let mut predictors: Vec<&[f64]> = vec![&rad_scores.train];
     predictors.extend(retained.iter().map(|(_, v)| v.train.as_slice()));
     let integrated = match fit_logistic(&predictors, &labels.train, None, true, options) {
-        Ok(fit) => integrated_model(&fit, &predictors, &retained, rad_scores, labels, names)?,
+        Ok(fit) => integrated_model(
+            &fit,
+            &predictors,
+            &retained,
+            rad_scores,
+            labels,
+            names.clone(),
+        )?,
         Err(StatsError::Separation { kind, detail }) => {
             // A separating rad-score has no finite maximum-likelihood estimate. The
             // imaging and clinical models stay valid, so the signature is written
@@ -607,6 +637,7 @@ fn clinical_models(
                 .context("integrated logistic model (rad-score and clinical variables)"))
         }
     };
+    let mut integrated_probabilities = None;
     let (integrated, integrated_json, integrated_aucs, integrated_cutoff) = match integrated {
         IntegratedFit::Fitted {
             model,
@@ -614,7 +645,11 @@ fn clinical_models(
             auc_train,
             auc_test,
             cutoff,
-        } => (Some(model), json, (Some(auc_train), auc_test), Some(cutoff)),
+            probabilities,
+        } => {
+            integrated_probabilities = Some(probabilities);
+            (Some(model), json, (Some(auc_train), auc_test), Some(cutoff))
+        }
         IntegratedFit::NotFitted { reason } => (
             None,
             json!({"fitted": false, "reason": reason, "coefficients": [], "auc": null}),
@@ -629,6 +664,8 @@ fn clinical_models(
         integrated_json,
         aucs: [clinical_aucs, integrated_aucs],
         integrated_cutoff,
+        retained: names,
+        probabilities: [clinical_probabilities, integrated_probabilities],
     })
 }
 
@@ -640,6 +677,7 @@ enum IntegratedFit {
         auc_train: f64,
         auc_test: Option<f64>,
         cutoff: f64,
+        probabilities: Split<f64>,
     },
     NotFitted {
         reason: String,
@@ -663,13 +701,9 @@ fn integrated_model(
         rad_score_coefficient: fit.coefficients[1],
         variables: variables(fit, retained, 2),
     };
-    let probabilities: Vec<f64> = (0..labels.train.len())
-        .map(|i| {
-            let row: Vec<f64> = predictors.iter().map(|column| column[i]).collect();
-            1.0 / (1.0 + (-fit.linear_predictor(&row)).exp())
-        })
-        .collect();
-    let cutoff = youden(&probabilities, &labels.train)
+    let probabilities = probabilities(fit, retained, Some(rad_scores), labels);
+    debug_assert_eq!(predictors.len(), retained.len() + 1);
+    let cutoff = youden(&probabilities.train, &labels.train)
         .context("Youden cut-off of the integrated model")?
         .threshold;
     let json = json!({
@@ -684,6 +718,7 @@ fn integrated_model(
         auc_train,
         auc_test,
         cutoff,
+        probabilities,
     })
 }
 
@@ -719,8 +754,8 @@ fn extractor_hash(args: &Args) -> anyhow::Result<String> {
 
 /// Clinical variables of a fit whose first clinical coefficient is at `offset`.
 ///
-/// NOTE: the valid range is the range observed on the training rows, so a patient outside
-/// the training cohort's range is rejected rather than extrapolated.
+/// The valid range is the range observed on the training rows: `analyze` rejects a patient
+/// outside it, and `evaluate` extrapolates and counts such values.
 fn variables(
     fit: &LogisticFit,
     retained: &[(String, Split<f64>)],
@@ -750,6 +785,34 @@ fn model_aucs(
     rad_scores: Option<&Split<f64>>,
     labels: &Split<bool>,
 ) -> anyhow::Result<(f64, Option<f64>)> {
+    let eta = linear_predictors(fit, retained, rad_scores, labels);
+    let train = auc_delong(&eta.train, &labels.train)?.auc;
+    let test = test_auc(&eta.test, &labels.test)?;
+    Ok((train, test))
+}
+
+/// Predicted probabilities of a fitted model on the training and test rows.
+fn probabilities(
+    fit: &LogisticFit,
+    retained: &[(String, Split<f64>)],
+    rad_scores: Option<&Split<f64>>,
+    labels: &Split<bool>,
+) -> Split<f64> {
+    let eta = linear_predictors(fit, retained, rad_scores, labels);
+    Split {
+        train: eta.train.into_iter().map(sigmoid).collect(),
+        test: eta.test.into_iter().map(sigmoid).collect(),
+    }
+}
+
+/// Linear predictors of a fitted model on the training and test rows; the predictors are
+/// the rad-score (when given) followed by the retained clinical variables.
+fn linear_predictors(
+    fit: &LogisticFit,
+    retained: &[(String, Split<f64>)],
+    rad_scores: Option<&Split<f64>>,
+    labels: &Split<bool>,
+) -> Split<f64> {
     let predict = |rows: usize, test: bool| -> Vec<f64> {
         (0..rows)
             .map(|i| {
@@ -772,9 +835,10 @@ fn model_aucs(
             })
             .collect()
     };
-    let train = auc_delong(&predict(labels.train.len(), false), &labels.train)?.auc;
-    let test = test_auc(&predict(labels.test.len(), true), &labels.test)?;
-    Ok((train, test))
+    Split {
+        train: predict(labels.train.len(), false),
+        test: predict(labels.test.len(), true),
+    }
 }
 
 fn build_signature(
@@ -869,25 +933,165 @@ fn print_summary(summary: &Value) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes the fit summary as Markdown and JSON into `directory`.
-fn write_report(directory: &std::path::Path, summary: &Value) -> anyhow::Result<()> {
+/// A model of the report: its scores on the training and test rows, and what it uses.
+struct ReportModel {
+    name: String,
+    /// Column name in predictions.csv.
+    column: &'static str,
+    predictors: String,
+    probabilities: Split<f64>,
+}
+
+/// Collects the report's models: the imaging model, then the clinical and the integrated
+/// model when they were fitted.
+fn report_models(
+    args: &Args,
+    rad_scores: &Split<f64>,
+    clinical: &Clinical,
+    selected: usize,
+) -> Vec<ReportModel> {
+    let imaging = |values: &[f64]| -> Vec<f64> {
+        values
+            .iter()
+            .map(|&r| Signature::imaging_probability(r))
+            .collect()
+    };
+    let mut models = vec![ReportModel {
+        name: args.imaging_name.clone(),
+        column: "imaging",
+        predictors: format!("rad-score ({selected} features)"),
+        probabilities: Split {
+            train: imaging(&rad_scores.train),
+            test: imaging(&rad_scores.test),
+        },
+    }];
+    let variables = clinical.retained.join(", ");
+    let [clinical_probabilities, integrated_probabilities] = &clinical.probabilities;
+    if let Some(probabilities) = clinical_probabilities {
+        models.push(ReportModel {
+            name: "clinical".to_string(),
+            column: "clinical",
+            predictors: variables.clone(),
+            probabilities: probabilities.clone(),
+        });
+    }
+    if let Some(probabilities) = integrated_probabilities {
+        let predictors = if variables.is_empty() {
+            "rad-score".to_string()
+        } else {
+            format!("rad-score, {variables}")
+        };
+        models.push(ReportModel {
+            name: format!("clinical + {}", args.imaging_name),
+            column: "integrated",
+            predictors,
+            probabilities: probabilities.clone(),
+        });
+    }
+    models
+}
+
+/// The table's rows as the report needs them: ids, split and labels.
+struct ReportRows<'a> {
+    table: &'a Table,
+    is_test: &'a [bool],
+    labels_all: &'a [bool],
+    labels: &'a Split<bool>,
+}
+
+/// Writes train.md, train.json, predictions.csv and the charts into `directory`.
+fn write_report(
+    directory: &std::path::Path,
+    summary: &Value,
+    rows: &ReportRows<'_>,
+    models: &[ReportModel],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(directory)
         .with_context(|| format!("cannot create report directory {}", directory.display()))?;
-
     let write = |name: &str, text: String| {
         let path = directory.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("train.md", markdown_page(summary))?;
+
+    let mut groups = vec![Group {
+        name: "train".to_string(),
+        labels: rows.labels.train.clone(),
+    }];
+    if !rows.labels.test.is_empty() {
+        groups.push(Group {
+            name: "test".to_string(),
+            labels: rows.labels.test.clone(),
+        });
+    }
+    let scores: Vec<ModelScores> = models
+        .iter()
+        .map(|m| ModelScores {
+            name: m.name.clone(),
+            scores: [&m.probabilities.train, &m.probabilities.test][..groups.len()]
+                .iter()
+                .map(|v| v.to_vec())
+                .collect(),
+        })
+        .collect();
+    let charts = report::write_charts(directory, &groups, &scores)?;
+    let predictors: Vec<String> = models.iter().map(|m| m.predictors.clone()).collect();
+
+    let mut page = String::from("# Signature fit\n\n");
+    page.push_str(&report::auc_table(&groups, &scores, Some(&predictors))?);
+    page.push('\n');
+    page.push_str(&markdown_page(summary));
+    page.push_str("\n## Charts\n\n");
+    page.push_str(&report::chart_links(directory, &charts));
+    page.push_str(
+        "Each row's split and predicted probabilities are in [predictions.csv](predictions.csv).\n",
+    );
+    write("train.md", page)?;
     write("train.json", serde_json::to_string_pretty(summary)?)?;
+    write("predictions.csv", predictions_csv(rows, models))?;
     Ok(())
 }
 
-/// Renders the selection counts, the AUC table, the selected features and the
-/// coefficient tables as Markdown.
+/// Renders predictions.csv: one line per table row, in table order, with the id (the
+/// table's "id" column, else the line number), split, label and each model's probability.
+fn predictions_csv(rows: &ReportRows<'_>, models: &[ReportModel]) -> String {
+    let ids: Vec<String> = match rows.table.text_column("id") {
+        Ok(ids) => ids.into_iter().map(str::to_string).collect(),
+        Err(_) => rows.table.lines.iter().map(usize::to_string).collect(),
+    };
+    let mut text = String::from("id,split,label");
+    for model in models {
+        text.push(',');
+        text.push_str(model.column);
+    }
+    text.push('\n');
+    let (mut train, mut test) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let (split, k) = if rows.is_test[i] {
+            test += 1;
+            ("test", test - 1)
+        } else {
+            train += 1;
+            ("train", train - 1)
+        };
+        text.push_str(&format!("{id},{split},{}", u8::from(rows.labels_all[i])));
+        for model in models {
+            let values = if rows.is_test[i] {
+                &model.probabilities.test
+            } else {
+                &model.probabilities.train
+            };
+            text.push_str(&format!(",{}", values[k]));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Renders the selection counts, the models that were not fitted, the selected features
+/// and the coefficient tables as Markdown.
 fn markdown_page(summary: &Value) -> String {
     let s = &summary["selection"];
-    let mut page = String::from("# Signature fit\n\n| step | features |\n|---|---|\n");
+    let mut page = String::from("## Feature selection\n\n| step | features |\n|---|---|\n");
     page.push_str(&format!(
         "| Mann-Whitney p < {MANN_WHITNEY_P} | {} |\n",
         s["after_mann_whitney"]
@@ -898,29 +1102,30 @@ fn markdown_page(summary: &Value) -> String {
     ));
     page.push_str(&format!("| LASSO non-zero | {} |\n\n", s["lasso_nonzero"]));
 
-    page.push_str("| model | AUC train | AUC test |\n|---|---|---|\n");
     for (name, key) in [
-        ("imaging", "imaging_model"),
         ("clinical", "clinical_model"),
         ("integrated", "integrated_model"),
     ] {
-        let auc = &summary[key]["auc"];
-        if auc.is_object() {
-            page.push_str(&format!(
-                "| {name} | {} | {} |\n",
-                auc["train"], auc["test"]
-            ));
-        }
-        if let Some(reason) = summary[key]["reason"].as_str() {
-            page.push_str(&format!("| {name} | {reason} | |\n"));
+        for field in ["reason", "note"] {
+            if let Some(text) = summary[key][field].as_str() {
+                page.push_str(&format!("The {name} model is missing: {text}.\n\n"));
+            }
         }
     }
 
-    page.push_str("\n## Selected features\n\n| feature | index | coefficient |\n|---|---|---|\n");
+    page.push_str(&format!(
+        "## Selected features\n\nLASSO at lambda {} ({}), intercept {}.\n\n\
+         | feature | index | coefficient |\n|---|---|---|\n",
+        s["lambda"],
+        s["lambda_used"].as_str().unwrap_or(""),
+        s["intercept"]
+    ));
     for feature in s["selected"].as_array().into_iter().flatten() {
         page.push_str(&format!(
             "| {} | {} | {} |\n",
-            feature["name"], feature["index"], feature["coefficient"]
+            feature["name"].as_str().unwrap_or(""),
+            feature["index"],
+            feature["coefficient"]
         ));
     }
 

@@ -422,7 +422,8 @@ mod signature_file {
 
     use ceus_edge::signature::{
         ClinicalModel, ClinicalOutcome, ClinicalVariable, IntegratedModel, ModelAucs,
-        Preprocessing, RadScore, Signature, SignatureError, FORMAT_VERSION, MAGIC,
+        OutOfRangeValue, Preprocessing, RadScore, RangePolicy, Signature, SignatureError,
+        FORMAT_VERSION, MAGIC,
     };
 
     fn variable(name: &str, min: f64, max: f64, coefficient: f64) -> ClinicalVariable {
@@ -435,7 +436,7 @@ mod signature_file {
         }
     }
 
-    fn example() -> Signature {
+    pub(super) fn example() -> Signature {
         Signature {
             format_version: FORMAT_VERSION,
             demo: true,
@@ -635,6 +636,76 @@ mod signature_file {
     }
 
     #[test]
+    fn out_of_range_extrapolated_on_request() {
+        let signature = example();
+        let values = BTreeMap::from([("age".to_string(), 150.0), ("cea".to_string(), 600.0)]);
+        assert_eq!(
+            signature.out_of_range_values(&values),
+            vec![
+                OutOfRangeValue {
+                    name: "age".to_string(),
+                    value: 150.0,
+                    min: 18.0,
+                    max: 100.0
+                },
+                OutOfRangeValue {
+                    name: "cea".to_string(),
+                    value: 600.0,
+                    min: 0.0,
+                    max: 500.0
+                },
+            ]
+        );
+        let error = signature.clinical_probability(&values).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::OutOfRange { .. }),
+            "{error}"
+        );
+        let error = signature.integrated_probability(0.3, &values).unwrap_err();
+        assert!(error.to_string().contains("cea = 600"), "{error}");
+
+        let policy = RangePolicy::Extrapolate;
+        let Some(ClinicalOutcome::Available { probability }) = signature
+            .clinical_probability_with(&values, policy)
+            .unwrap()
+        else {
+            panic!("clinical model unavailable");
+        };
+        let eta: f64 = -1.0 + 0.02 * 150.0 + 0.1 * 600.0;
+        assert!((probability - 1.0 / (1.0 + (-eta).exp())).abs() < 1e-15);
+        let Some(ClinicalOutcome::Available { probability }) = signature
+            .integrated_probability_with(0.3, &values, policy)
+            .unwrap()
+        else {
+            panic!("integrated model unavailable");
+        };
+        let eta: f64 = -0.5 + 0.9 * 0.3 + 0.05 * 600.0;
+        assert!((probability - 1.0 / (1.0 + (-eta).exp())).abs() < 1e-15);
+
+        let inside = BTreeMap::from([("age".to_string(), 18.0), ("cea".to_string(), 500.0)]);
+        assert!(signature.out_of_range_values(&inside).is_empty());
+    }
+
+    #[test]
+    fn non_finite_clinical_always_rejected() {
+        let signature = example();
+        for value in [f64::NAN, f64::INFINITY] {
+            let values = BTreeMap::from([("age".to_string(), 60.0), ("cea".to_string(), value)]);
+            assert!(signature.out_of_range_values(&values).is_empty());
+            for policy in [RangePolicy::Reject, RangePolicy::Extrapolate] {
+                let error = signature
+                    .clinical_probability_with(&values, policy)
+                    .unwrap_err();
+                assert!(
+                    matches!(error, SignatureError::NonFiniteClinical { .. }),
+                    "{error}"
+                );
+                assert!(error.to_string().contains("cea is not finite"), "{error}");
+            }
+        }
+    }
+
+    #[test]
     fn other_extractor_rejected() {
         let signature = example();
         assert!(signature.check_extractor(&"AB".repeat(32)).is_ok());
@@ -690,6 +761,7 @@ mod commands {
         let directory = tempfile::tempdir().unwrap();
         let signature = directory.path().join("bc.sig");
         let table = fixture_path("breast_cancer.csv");
+        let train_report = directory.path().join("train-report");
         let (summary, _) = run(&[
             "train",
             "--table",
@@ -706,6 +778,10 @@ mod commands {
             "c_texture,c_smoothness",
             "--out",
             signature.to_str().unwrap(),
+            "--report",
+            train_report.to_str().unwrap(),
+            "--imaging-name",
+            "FNA",
             "--json",
         ]);
         let selection = &summary["selection"];
@@ -823,12 +899,86 @@ mod commands {
             assert!(text.starts_with("<svg"), "{name}");
             assert!(text.contains("<polyline"), "{name} has no curve");
         }
-        assert!(report.join("evaluate.md").exists());
+        let page = std::fs::read_to_string(report.join("evaluate.md")).unwrap();
+        assert!(page.contains("- imaging vs clinical: difference"), "{page}");
+        assert!(page.contains(", p < 0.001\n"), "{page}");
         let models = evaluation["models"].as_object().unwrap();
         assert!(models.contains_key("imaging"));
         assert!(models.contains_key("clinical"));
         assert!(models.contains_key("integrated"));
         assert_eq!(evaluation["delong_tests"].as_array().unwrap().len(), 3);
+
+        check_train_report(&train_report, &summary);
+    }
+
+    /// Checks the charts, the model table and predictions.csv of a train report on the
+    /// breast-cancer fixture, then evaluates predictions.csv by split.
+    fn check_train_report(report: &Path, summary: &Value) {
+        for chart in ["roc", "calibration", "decision_curve"] {
+            for split in ["train", "test"] {
+                for extension in ["svg", "png"] {
+                    let path = report.join(format!("{chart}_{split}.{extension}"));
+                    assert!(path.exists(), "{path:?} missing");
+                }
+            }
+        }
+        let roc = std::fs::read_to_string(report.join("roc_test.svg")).unwrap();
+        assert!(roc.contains("FNA: AUC 0."), "no AUC in the ROC legend");
+        assert!(
+            roc.contains("clinical + FNA: AUC"),
+            "no integrated model in the legend"
+        );
+
+        let page = std::fs::read_to_string(report.join("train.md")).unwrap();
+        let header = "| model | predictors | AUC train (95% CI) | AUC test (95% CI) |";
+        assert!(page.contains(header), "{page}");
+        assert!(page.contains("| clinical | c_texture"), "{page}");
+        assert!(page.contains("![ROC curves, test rows"), "{page}");
+        assert!(page.contains("(roc_test.png)"), "{page}");
+        let first = &summary["selection"]["selected"][0];
+        let feature_row = format!(
+            "| {} | {} | {} |",
+            first["name"].as_str().unwrap(),
+            first["index"],
+            first["coefficient"]
+        );
+        assert!(page.contains(&feature_row), "{feature_row} not in {page}");
+
+        let predictions = report.join("predictions.csv");
+        let text = std::fs::read_to_string(&predictions).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("id,split,label,imaging,clinical,integrated")
+        );
+        let table = std::fs::read_to_string(fixture_path("breast_cancer.csv")).unwrap();
+        assert_eq!(lines.count(), table.lines().count() - 1);
+
+        let (evaluation, _) = run(&[
+            "evaluate",
+            "--scores",
+            predictions.to_str().unwrap(),
+            "--score",
+            "imaging,clinical,integrated",
+            "--label",
+            "label",
+            "--split-column",
+            "split",
+            "--json",
+        ]);
+        for (model, key) in [
+            ("imaging", "imaging_model"),
+            ("clinical", "clinical_model"),
+            ("integrated", "integrated_model"),
+        ] {
+            for split in ["train", "test"] {
+                let found = evaluation["groups"][split]["models"][model]["auc"]
+                    .as_f64()
+                    .unwrap();
+                let expected = summary[key]["auc"][split].as_f64().unwrap();
+                assert_abs(&format!("{model} auc {split}"), found, expected, 1e-12);
+            }
+        }
     }
 
     #[test]
@@ -918,6 +1068,64 @@ mod commands {
         );
         // Scores outside [0, 1] are not probabilities, so they get no calibration statistics.
         assert!(result["models"]["a"]["calibration"].is_null());
+    }
+
+    /// Writes a table of 20 rows for the example signature, alternating labels, with the
+    /// clinical values of row `odd_row` replaced by `odd_cea` and `odd_age`.
+    fn external_table(path: &Path, odd_row: usize, odd_cea: &str, odd_age: &str) {
+        let mut text = String::from("id,label,f3,f1000,f1919,age,cea\n");
+        for i in 0..20 {
+            let label = i % 2;
+            let f3 = 0.5 + 0.1 * (i % 7) as f64 + 0.2 * label as f64;
+            let (age, cea) = if i == odd_row {
+                (odd_age.to_string(), odd_cea.to_string())
+            } else {
+                ((40 + i).to_string(), (2 + i % 5).to_string())
+            };
+            text.push_str(&format!("e{i},{label},{f3},1.5,2.5,{age},{cea}\n"));
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn evaluate_counts_out_of_range_clinical() {
+        let directory = tempfile::tempdir().unwrap();
+        let signature = directory.path().join("example.sig");
+        super::signature_file::example().save(&signature).unwrap();
+        let table = directory.path().join("external.csv");
+        // Line 6 contains row 4: cea 900 is above the range [0, 500], age 17 below [18, 100].
+        external_table(&table, 4, "900", "17");
+        let arguments = [
+            "evaluate",
+            "--signature",
+            signature.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--label",
+            "label",
+            "--json",
+        ];
+        let (result, stderr) = run(&arguments);
+        assert!(
+            stderr.contains("line 6: clinical variable cea = 900 is outside"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("age = 17"), "{stderr}");
+        let warnings = result["out_of_range"].as_array().unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let cea = warnings.iter().find(|w| w["variable"] == "cea").unwrap();
+        assert_eq!(cea["rows"], 1);
+        assert_eq!(cea["highest"], 900.0);
+        assert_eq!(cea["max"], 500.0);
+        let models = result["models"].as_object().unwrap();
+        assert!(models.contains_key("clinical"), "{result}");
+        assert!(models.contains_key("integrated"), "{result}");
+
+        external_table(&table, 4, "nan", "60");
+        let stderr = run_failing(&arguments);
+        assert!(stderr.contains("line 6"), "{stderr}");
+        assert!(stderr.contains("cea is not finite"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 
     #[test]
