@@ -28,8 +28,8 @@ mod infer;
 mod inspect;
 mod models;
 mod phantom;
-mod run;
 mod report;
+mod run;
 mod tic;
 mod train;
 
