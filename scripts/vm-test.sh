@@ -52,10 +52,19 @@ install_missing() {
     if ! dpkg -s qemu-system-x86 >/dev/null 2>&1; then
         local sources=/etc/apt/sources.list.d/bookworm-backports.sources
         if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            # The same mirror and key as the machine's own Debian sources.
+            local uris keyring
+            uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+            keyring=$(awk '/^Signed-By:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+            if [ -z "$uris" ]; then
+                echo "vm-test: no URIs line in /etc/apt/sources.list.d/debian.sources;" \
+                    "add bookworm-backports to the apt sources, then rerun" >&2
+                exit 1
+            fi
             log "adding bookworm-backports to $sources"
-            printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+            printf '%s\n' "Types: deb" "URIs: $uris" \
                 "Suites: bookworm-backports" "Components: main" \
-                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" >"$sources"
+                "Signed-By: ${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}" >"$sources"
         fi
         log "installing qemu-system-x86 from bookworm-backports"
         apt-get update -qq
