@@ -53,10 +53,6 @@ impl Recorder {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Appends `frame` (RGB8) to the recording.
     ///
     /// # Errors

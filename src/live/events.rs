@@ -167,16 +167,6 @@ impl EventSink for EventLog {
     }
 }
 
-/// Sends every event to two sinks.
-pub struct Both<'a, A: EventSink + ?Sized, B: EventSink + ?Sized>(pub &'a mut A, pub &'a mut B);
-
-impl<A: EventSink + ?Sized, B: EventSink + ?Sized> EventSink for Both<'_, A, B> {
-    fn emit(&mut self, event: &Event) {
-        self.0.emit(event);
-        self.1.emit(event);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

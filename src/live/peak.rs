@@ -160,10 +160,6 @@ impl PeakDetector {
         (self.stage != Stage::Baseline).then_some(self.baseline)
     }
 
-    pub fn is_confirmed(&self) -> bool {
-        self.stage == Stage::Confirmed
-    }
-
     /// Takes the next sample; `clean` is false for a frame that must not count (black,
     /// frozen or flashed), which is skipped.
     pub fn push(&mut self, point: CurvePoint, power: f64, clean: bool) -> Option<PeakEvent> {

@@ -105,10 +105,6 @@ impl FrameQueue {
         }
     }
 
-    pub fn policy(&self) -> FullPolicy {
-        self.policy
-    }
-
     /// Takes a frame to fill: a recycled one, or a new empty one while the pool warms up.
     pub fn take_free(&self) -> TimedFrame {
         self.lock().free.pop().unwrap_or_else(TimedFrame::empty)
@@ -207,10 +203,6 @@ impl FrameQueue {
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
     }
 
     /// Frames dropped because the queue was full.

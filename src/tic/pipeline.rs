@@ -212,8 +212,8 @@ fn find_layout(
     Ok(layout)
 }
 
-/// Builds the layout `choice` asks for, from the frames `detector` has seen: detected,
-/// or given by rectangles or a profile with the detector's sector mask applied.
+/// Builds the layout that `choice` selects from the frames `detector` has seen. It is
+/// detected, or given by rectangles or a profile with the detector's sector mask applied.
 pub fn layout_from_detector(
     detector: &LayoutDetector,
     choice: &LayoutChoice,
