@@ -50,27 +50,30 @@ pub fn redundancy_filter(columns: &[Vec<f64>], threshold: f64) -> Result<Vec<usi
         )));
     }
     let rho = spearman_matrix(columns)?;
+    let redundant = |a: usize, b: usize| a != b && rho[a][b].abs() > threshold;
+    let mut partners: Vec<usize> = (0..columns.len())
+        .map(|a| (0..columns.len()).filter(|&b| redundant(a, b)).count())
+        .collect();
     let mut kept = vec![true; columns.len()];
     loop {
-        let partners: Vec<usize> = (0..columns.len())
-            .map(|a| {
-                if !kept[a] {
-                    return 0;
-                }
-                (0..columns.len())
-                    .filter(|&b| b != a && kept[b] && rho[a][b].abs() > threshold)
-                    .count()
-            })
-            .collect();
-        let Some(max_partners) = partners.iter().copied().max() else {
+        // `max_by_key` returns the last maximum, so search in reverse for the first.
+        let Some((drop, &count)) = partners
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(a, _)| kept[a])
+            .max_by_key(|&(_, &count)| count)
+        else {
             break;
         };
-        if max_partners == 0 {
+        if count == 0 {
             break;
         }
-        // `position` returns the first column with the maximum count.
-        if let Some(drop) = partners.iter().position(|&c| c == max_partners) {
-            kept[drop] = false;
+        kept[drop] = false;
+        for b in 0..columns.len() {
+            if kept[b] && redundant(drop, b) {
+                partners[b] -= 1;
+            }
         }
     }
     Ok((0..columns.len()).filter(|&j| kept[j]).collect())
