@@ -68,6 +68,10 @@ pub struct Args {
     /// Column of integer fold ids for the training rows, in place of seeded folds.
     #[arg(long)]
     fold_column: Option<String>,
+    /// Cross-validation folds fitted at the same time, each on its own thread; 0 takes
+    /// one per available core. The fit does not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    jobs: u16,
     /// Smallest lambda of the LASSO path as a fraction of lambda_max; default 0.01 with
     /// fewer rows than features, 1e-4 otherwise (glmnet's lambda.min.ratio).
     #[arg(long)]
@@ -403,6 +407,7 @@ fn select(
     let folds = fold_ids(args, table, is_test, &labels.train)?;
     let options = LassoOptions {
         lambda_min_ratio: args.lambda_min_ratio,
+        threads: usize::from(args.jobs),
         ..LassoOptions::default()
     };
     let cv = lasso::cross_validate(&lasso_columns, &labels.train, &folds, &options)

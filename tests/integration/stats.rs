@@ -227,6 +227,30 @@ fn lasso_cv_matches_sklearn_on_same_folds() {
 }
 
 #[test]
+fn lasso_cv_same_on_any_thread_count() {
+    let case = fixture("lasso.json");
+    let data = columns(&case["columns"]);
+    let labels = bools(&case["labels"]);
+    let folds: Vec<usize> = case["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let fit = |threads| {
+        let options = LassoOptions {
+            threads,
+            ..LassoOptions::default()
+        };
+        lasso::cross_validate(&data, &labels, &folds, &options).unwrap()
+    };
+    let serial = fit(1);
+    // 3 threads over 5 folds: workers fit unequal numbers of folds.
+    assert_eq!(fit(3), serial);
+    assert_eq!(fit(8), serial);
+}
+
+#[test]
 fn lasso_cv_rejects_class_smaller_than_folds() {
     let data = vec![(0..12).map(f64::from).collect::<Vec<_>>()];
     let labels: Vec<bool> = (0..12).map(|i| i % 4 == 0).collect();
