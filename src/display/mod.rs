@@ -8,6 +8,7 @@
 //! showing a frame allocates nothing after that.
 
 pub mod fbdev;
+mod fit;
 mod recorder;
 
 use std::path::PathBuf;
