@@ -13,7 +13,7 @@ use ceus_edge::board::BoardProfile;
 use ceus_edge::capture::source::{open_v4l2, CaptureOptions};
 use ceus_edge::capture::spec::SourceSpec;
 use ceus_edge::display::fbdev::Framebuffer;
-use ceus_edge::display::{Display, DisplaySpec, NoDisplay, Recorder};
+use ceus_edge::display::{Display, DisplaySpec, NoDisplay, Recorder, Window};
 use ceus_edge::live::control::{self, Command, Reply};
 use ceus_edge::live::events::{Event, EventSink, JsonLines, SessionStats};
 use ceus_edge::live::input::{DeviceInput, LiveInput, Pace, ReplayInput};
@@ -319,9 +319,10 @@ fn open_display(spec: &DisplaySpec) -> anyhow::Result<Box<dyn Display>> {
                 .with_context(|| format!("cannot use --display fb:{}", path.display()))?;
             Ok(Box::new(framebuffer))
         }
-        DisplaySpec::Window => bail!(
-            "--display window is not available in this build: use fb:/dev/fbN, or none with --record DIR"
-        ),
+        DisplaySpec::Window => {
+            let window = Window::open().context("cannot use --display window")?;
+            Ok(Box::new(window))
+        }
     }
 }
 
