@@ -110,8 +110,8 @@ impl Window {
 }
 
 impl Display for Window {
-    /// Hands `frame` to the window thread; this waits at most for the window thread to
-    /// swap buffers, never for drawing.
+    /// Copies `frame` into the window thread's mailbox. The only wait is for the window
+    /// thread's buffer swap, never for drawing.
     fn show(&mut self, frame: &Frame) -> Result<(), DisplayError> {
         check_frame(frame)?;
         if self.is_closed() {
