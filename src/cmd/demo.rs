@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use ceus_edge::display::{self, Window};
 use ceus_edge::live::events::{Event, EventLog};
 
 use super::clinical::ClinicalArgs;
@@ -22,8 +23,17 @@ pub enum Display {
     /// Headless: the phantom runs as fast as the pipeline takes it, and the overlay is
     /// only recorded.
     None,
-    /// The framebuffer /dev/fb0 in real time when it can be opened, else headless.
+    /// In real time in a desktop window when built with the Cargo feature `window` and a
+    /// desktop session is available, else on the framebuffer /dev/fb0 when it can be
+    /// opened, else headless.
     Auto,
+}
+
+/// The output the demo draws its overlay on.
+enum Output {
+    Window(Window),
+    Framebuffer(&'static str),
+    Headless,
 }
 
 #[derive(clap::Args)]
@@ -54,23 +64,24 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     args.curve.default_to_auto_roi();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let framebuffer = match args.display {
-        Display::Auto if can_open(Path::new(DEMO_FRAMEBUFFER)) => Some(DEMO_FRAMEBUFFER),
-        _ => None,
+    let output = match args.display {
+        Display::Auto => choose_output()?,
+        Display::None => Output::Headless,
     };
     let recording = args.out.join("recording");
     let events_path = args.out.join("events.jsonl");
     // Each demo run starts a fresh events file, since `run` appends.
     let _ = std::fs::remove_file(&events_path);
 
+    let (pace, display_arg) = match &output {
+        Output::Window(_) => (run_cmd::PaceArg::Native, "window".to_string()),
+        Output::Framebuffer(fb) => (run_cmd::PaceArg::Native, format!("fb:{fb}")),
+        Output::Headless => (run_cmd::PaceArg::Fast, "none".to_string()),
+    };
     let run_args = run_cmd::Args {
         source: Some(format!("phantom:{}", args.seed)),
-        pace: if framebuffer.is_some() {
-            run_cmd::PaceArg::Native
-        } else {
-            run_cmd::PaceArg::Fast
-        },
-        display: Some(framebuffer.map_or("none".to_string(), |fb| format!("fb:{fb}"))),
+        pace,
+        display: Some(display_arg),
         record: Some(recording.clone()),
         events: Some(events_path.display().to_string()),
         phantom_size: Some((640, 480)),
@@ -80,13 +91,26 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
         models: args.models,
         ..run_cmd::Args::defaults()
     };
-    match framebuffer {
-        Some(fb) => outln!("phantom exam {} live on {fb} for 30 s", args.seed),
-        None => outln!("phantom exam {} (no display: recording only)", args.seed),
-    }
+    let window = match output {
+        Output::Window(window) => {
+            outln!(
+                "phantom exam {} live in a window for 30 s (Escape or closing it ends the demo)",
+                args.seed
+            );
+            Some(Box::new(window) as Box<dyn display::Display>)
+        }
+        Output::Framebuffer(fb) => {
+            outln!("phantom exam {} live on {fb} for 30 s", args.seed);
+            None
+        }
+        Output::Headless => {
+            outln!("phantom exam {} (no display: recording only)", args.seed);
+            None
+        }
+    };
 
     let mut log = EventLog::default();
-    let stats = run_cmd::run_live(&run_args, Some(&mut log))?;
+    let stats = run_cmd::run_live(&run_args, window, Some(&mut log))?;
     report(&log, &args.out, &recording)?;
     outln!(
         "{} frames, p95 latency {:.1} ms; wrote {} and {}",
@@ -134,6 +158,23 @@ fn report(log: &EventLog, out: &Path, recording: &Path) -> anyhow::Result<()> {
         None => outln!("no result: see the warnings above"),
     }
     Ok(())
+}
+
+/// Opens a window when a desktop session is set, else picks the framebuffer when it can
+/// be opened, else headless. A window that fails to open is reported on one line, and
+/// the demo goes on with the next output.
+fn choose_output() -> anyhow::Result<Output> {
+    if display::desktop_session().is_some() {
+        match Window::open() {
+            Ok(window) => return Ok(Output::Window(window)),
+            Err(error) => outln!("no window: {error}"),
+        }
+    }
+    if can_open(Path::new(DEMO_FRAMEBUFFER)) {
+        Ok(Output::Framebuffer(DEMO_FRAMEBUFFER))
+    } else {
+        Ok(Output::Headless)
+    }
 }
 
 fn can_open(path: &Path) -> bool {

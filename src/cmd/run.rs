@@ -13,7 +13,7 @@ use ceus_edge::board::BoardProfile;
 use ceus_edge::capture::source::{open_v4l2, CaptureOptions};
 use ceus_edge::capture::spec::SourceSpec;
 use ceus_edge::display::fbdev::Framebuffer;
-use ceus_edge::display::{Display, DisplaySpec, NoDisplay, Recorder};
+use ceus_edge::display::{Display, DisplaySpec, NoDisplay, Recorder, Window};
 use ceus_edge::live::control::{self, Command, Reply};
 use ceus_edge::live::events::{Event, EventSink, JsonLines, SessionStats};
 use ceus_edge::live::input::{DeviceInput, LiveInput, Pace, ReplayInput};
@@ -125,7 +125,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     if let Some(path) = args.board.clone() {
         apply_board(&mut args, &path)?;
     }
-    let stats = run_live(&args, None)?;
+    let stats = run_live(&args, None, None)?;
     let to_stdout = args.events.as_deref() == Some("-");
     if !to_stdout {
         print_summary(&stats)?;
@@ -133,9 +133,11 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the live pipeline with `args`; `events` receives the events besides `--events`.
+/// Runs the live pipeline with `args`. `display`, when given, is used in place of
+/// `--display`, and `extra_events` receives the events besides `--events`.
 pub fn run_live(
     args: &Args,
+    display: Option<Box<dyn Display>>,
     extra_events: Option<&mut dyn EventSink>,
 ) -> anyhow::Result<SessionStats> {
     let Some(source_text) = args.source.as_deref() else {
@@ -157,7 +159,10 @@ pub fn run_live(
 
     let (extractor, signature) = args.models.load()?;
     let demo = extractor.is_demo() || signature.demo;
-    let mut display = open_display(&display_spec)?;
+    let mut display = match display {
+        Some(display) => display,
+        None => open_display(&display_spec)?,
+    };
     let mut events_file = open_events(args.events.as_deref())?;
     let (control, socket) = start_control(args.control.as_deref())?;
     install_signal_handlers();
@@ -319,9 +324,10 @@ fn open_display(spec: &DisplaySpec) -> anyhow::Result<Box<dyn Display>> {
                 .with_context(|| format!("cannot use --display fb:{}", path.display()))?;
             Ok(Box::new(framebuffer))
         }
-        DisplaySpec::Window => bail!(
-            "--display window is not available in this build: use fb:/dev/fbN, or none with --record DIR"
-        ),
+        DisplaySpec::Window => {
+            let window = Window::open().context("cannot use --display window")?;
+            Ok(Box::new(window))
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::fit::{FitMap, BORDER};
 use super::{Display, DisplayError};
 use crate::frame::{Frame, PixelFormat};
 
@@ -103,12 +104,9 @@ impl FbGeometry {
 #[derive(Debug)]
 pub struct Packer {
     geometry: FbGeometry,
-    /// Frame size the maps were made for.
+    /// Frame size the map was made for.
     frame_size: (u32, u32),
-    /// Source column of each screen column, `u32::MAX` for the black border.
-    columns: Vec<u32>,
-    /// Source row of each screen row, `u32::MAX` for the black border.
-    rows: Vec<u32>,
+    map: FitMap,
 }
 
 impl Packer {
@@ -119,8 +117,7 @@ impl Packer {
         Ok(Packer {
             geometry,
             frame_size: (0, 0),
-            columns: Vec::new(),
-            rows: Vec::new(),
+            map: FitMap::default(),
         })
     }
 
@@ -148,21 +145,23 @@ impl Packer {
             )));
         }
         if self.frame_size != (frame.width, frame.height) {
-            self.fit(frame.width, frame.height);
+            let screen = (self.geometry.width, self.geometry.height);
+            self.frame_size = (frame.width, frame.height);
+            self.map = FitMap::new(screen, self.frame_size);
         }
 
         let bytes_per_pixel = self.geometry.bytes_per_pixel() as usize;
         let line_length = self.geometry.line_length as usize;
         let stride = frame.stride();
         let black = self.geometry.pack(0, 0, 0).to_le_bytes();
-        for (y, &source_row) in self.rows.iter().enumerate() {
-            let line = &mut screen[y * line_length..][..self.columns.len() * bytes_per_pixel];
-            let row = (source_row != u32::MAX)
+        let columns = self.map.columns();
+        for (y, &source_row) in self.map.rows().iter().enumerate() {
+            let line = &mut screen[y * line_length..][..columns.len() * bytes_per_pixel];
+            let row = (source_row != BORDER)
                 .then(|| &frame.data[source_row as usize * stride..][..stride]);
-            for (pixel, &source_column) in line.chunks_exact_mut(bytes_per_pixel).zip(&self.columns)
-            {
+            for (pixel, &source_column) in line.chunks_exact_mut(bytes_per_pixel).zip(columns) {
                 let packed = match row {
-                    Some(row) if source_column != u32::MAX => {
+                    Some(row) if source_column != BORDER => {
                         let rgb = &row[3 * source_column as usize..][..3];
                         self.geometry.pack(rgb[0], rgb[1], rgb[2]).to_le_bytes()
                     }
@@ -173,38 +172,6 @@ impl Packer {
         }
         Ok(())
     }
-
-    /// Makes the nearest-neighbour maps that fit `width` x `height` inside the screen.
-    fn fit(&mut self, width: u32, height: u32) {
-        let (screen_w, screen_h) = (self.geometry.width, self.geometry.height);
-        // The larger scale that keeps both sides inside the screen, in exact fractions.
-        let (shown_w, shown_h) =
-            if u64::from(screen_w) * u64::from(height) <= u64::from(screen_h) * u64::from(width) {
-                let shown_h = (u64::from(height) * u64::from(screen_w) / u64::from(width)).max(1);
-                (screen_w, shown_h as u32)
-            } else {
-                let shown_w = (u64::from(width) * u64::from(screen_h) / u64::from(height)).max(1);
-                (shown_w as u32, screen_h)
-            };
-        self.columns = axis_map(screen_w, shown_w, width);
-        self.rows = axis_map(screen_h, shown_h, height);
-        self.frame_size = (width, height);
-    }
-}
-
-/// For each of `screen` positions, the source position shown there, with `shown`
-/// positions centred and scaled from `source`, and `u32::MAX` in the border.
-fn axis_map(screen: u32, shown: u32, source: u32) -> Vec<u32> {
-    let start = (screen - shown) / 2;
-    (0..screen)
-        .map(|position| {
-            if position < start || position >= start + shown {
-                return u32::MAX;
-            }
-            let offset = u64::from(position - start);
-            (offset * u64::from(source) / u64::from(shown)) as u32
-        })
-        .collect()
 }
 
 /// A framebuffer device with its memory mapped.

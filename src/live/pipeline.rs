@@ -119,8 +119,9 @@ pub fn start_capture(
 }
 
 /// Runs the session on every frame of `queue` until the stream ends, the source fails
-/// for good, a `quit` command arrives or `shutdown` is set; then waits for the last
-/// result and returns the session's figures and the source's failure, if any.
+/// for good, a `quit` command arrives, the viewer closes the display or `shutdown` is
+/// set. Then waits for the last result, and returns the session's figures and the
+/// source's failure, if any.
 pub fn run_analysis(
     session: &mut ExamSession,
     queue: &FrameQueue,
@@ -141,6 +142,10 @@ pub fn run_analysis(
     loop {
         if shutdown.load(Ordering::Relaxed) {
             log::info!("stopping on a signal");
+            break;
+        }
+        if outputs.display.is_closed() {
+            log::info!("the display was closed: ending the session");
             break;
         }
         if handle_commands(session, control, outputs.events) == Flow::Quit {

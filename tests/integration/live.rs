@@ -676,15 +676,6 @@ fn run_rejects_bad_input_with_one_line() {
             "unknown field `speed`",
         ),
         (vec![], "no source"),
-        (
-            vec![
-                "--source".into(),
-                "phantom".into(),
-                "--display".into(),
-                "window".into(),
-            ],
-            "--display window is not available",
-        ),
     ];
     for (args, expected) in cases {
         let output = ceus_edge().arg("run").args(&args).output().unwrap();
@@ -693,4 +684,26 @@ fn run_rejects_bad_input_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// With the feature on, tests/integration/window.rs checks the window's own errors.
+#[cfg(not(feature = "window"))]
+#[test]
+fn window_without_the_feature_names_the_build_flag() {
+    let output = ceus_edge()
+        .args(["run", "--source", "phantom", "--display", "window"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("cannot use --display window: the desktop window is not part of this build"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`cargo build --release --features window`"),
+        "{stderr}"
+    );
 }

@@ -14,4 +14,6 @@ mod stats;
 mod tic;
 #[cfg(feature = "v4l2")]
 mod vivid;
+#[cfg(feature = "window")]
+mod window;
 mod y4m_png;
