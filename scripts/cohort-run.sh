@@ -5,11 +5,13 @@
 # comparison. Prints the wall and CPU time and the load average of every step. train's reports
 # land in WORK/report-{ceus,bmode,doppler}, and the five models of Xia et al. 2026
 # (clinical, TDUS, CDUS, CEUS, clinical + CEUS; see README) side by side in
-# WORK/report-five/evaluate.md.
+# WORK/report-five/evaluate.md. Last, `analyze` scores the cohort's first exam with the
+# CEUS signature and its clinical values, into WORK/analyze.
 #
 # Usage: scripts/cohort-run.sh WORK
 # Environment: EXAMS (default 878), SEED (default 20261204), JOBS (default 2),
-# CEUS_EDGE (default target/debug/ceus-edge), PYTHON (default /work/venv/bin/python),
+# CEUS_EDGE (default target/debug/ceus-edge), PYTHON (default .venv/bin/python, the venv
+# that scripts/test.sh makes),
 # PARALLEL_TRAIN=1 to run the three trains at the same time (each then competes with the
 # other two, so compare their CPU times rather than their wall times).
 # A WORK that already has cohort/cohort.csv keeps its cohort, and extract resumes from
@@ -22,7 +24,7 @@ exams=${EXAMS:-878}
 seed=${SEED:-20261204}
 jobs=${JOBS:-2}
 bin=${CEUS_EDGE:-target/debug/ceus-edge}
-python=${PYTHON:-/work/venv/bin/python}
+python=${PYTHON:-.venv/bin/python}
 
 # Runs a command and prints its wall and CPU time and the load average after it.
 timed() {
@@ -75,3 +77,16 @@ cat "$work/sklearn-ceus.json"
 "$bin" evaluate --scores "$work/five-models.csv" --label label --split-column split \
     --score "clinical,TDUS,CDUS,CEUS,clinical + CEUS" --report "$work/report-five"
 echo "five models side by side: $work/report-five/evaluate.md"
+
+# The deployed path: one exam through analyze with the CEUS signature, its ROI and its
+# clinical values from the cohort table.
+read -r id path x y w h age cea t_stage n_stage < <("$python" -c '
+import csv, sys
+row = next(csv.DictReader(open(sys.argv[1], newline="")))
+names = "id path roi_x roi_y roi_w roi_h age cea t_stage n_stage".split()
+print(" ".join(row[name] for name in names))
+' "$work/cohort/cohort.csv")
+timed analyze "$bin" analyze "$work/cohort/$path" --roi "$x,$y,$w,$h" \
+    --signature "$work/ceus.sig" --set "age=$age" --set "cea=$cea" \
+    --set "t_stage=$t_stage" --set "n_stage=$n_stage" --out "$work/analyze"
+echo "analyze of $id: $work/analyze/result.json"
