@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use v4l::v4l2 as api;
 use v4l::v4l2::vidioc;
 use v4l::v4l_sys::{
-    v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE as BUF_TYPE_VIDEO_CAPTURE,
     v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_OUTPUT as BUF_TYPE_VIDEO_OUTPUT, v4l2_buffer, v4l2_control,
     v4l2_field_V4L2_FIELD_NONE as FIELD_NONE, v4l2_format,
     v4l2_memory_V4L2_MEMORY_MMAP as MEMORY_MMAP, v4l2_queryctrl, v4l2_requestbuffers,
@@ -87,17 +86,6 @@ pub fn set_control(fd: c_int, id: u32, value: i32) -> io::Result<()> {
     let mut control = v4l2_control { id, value };
     // SAFETY: VIDIOC_S_CTRL takes a struct v4l2_control.
     unsafe { ioctl(fd, vidioc::VIDIOC_S_CTRL, &mut control) }
-}
-
-/// Returns the `quantization` field of the capture format (`VIDIOC_G_FMT`).
-pub fn get_capture_quantization(fd: c_int) -> io::Result<u32> {
-    // SAFETY: v4l2_format is plain old data, for which all zero bytes are valid.
-    let mut format: v4l2_format = unsafe { mem::zeroed() };
-    format.type_ = BUF_TYPE_VIDEO_CAPTURE;
-    // SAFETY: VIDIOC_G_FMT takes a struct v4l2_format.
-    unsafe { ioctl(fd, vidioc::VIDIOC_G_FMT, &mut format)? };
-    // SAFETY: the driver filled `pix` for the single-planar capture type.
-    Ok(unsafe { format.fmt.pix.quantization })
 }
 
 struct Mapping {
