@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Boots a stock Debian kernel in QEMU and runs ceus-edge's capture code against real
-# drivers: the vivid virtual video driver (device listing, YUYV, NV12, GREY and RGB3
-# capture in each quantization range, and a phantom cine injected through vivid's
-# output-to-capture loopback and followed by the live pipeline).
+# Boots a stock Debian kernel in QEMU and runs ceus-edge's capture and display code
+# against real drivers: the vivid virtual video driver (device listing, YUYV, NV12, GREY
+# and RGB3 capture in each quantization range, and a phantom cine injected through vivid's
+# output-to-capture loopback and followed by the live pipeline), and bochs-drm's
+# /dev/fb0 (the overlay drawn by `ceus-edge run`, read back with QEMU's screendump).
 #
 # The kernel package is downloaded with `apt-get download` and unpacked with `dpkg -x`
 # into target-vm/; it is never installed on the host. The guest's root is an initramfs
@@ -16,7 +17,7 @@
 # Usage: scripts/vm-test.sh
 # Environment: CEUS_VM_ACCEL=auto|kvm|tcg (default auto: KVM when it boots, else TCG),
 # CEUS_VM_TIMEOUT=SECONDS for the whole guest run (default 900), CEUS_VM_FILTER for the
-# guest's test filters (default "vivid::"), CEUS_VM_SKIP for a test to skip
+# guest's test filters (default "vivid:: fbdev::"), CEUS_VM_SKIP for a test to skip
 # (default none).
 # Exit status: 0 when every guest test passed, 1 otherwise.
 set -euo pipefail
@@ -31,7 +32,7 @@ kernel_release=6.1.0-50-amd64
 modules=(vivid bochs virtio_pci 9pnet_virtio 9p)
 
 accel=${CEUS_VM_ACCEL:-auto}
-filters=${CEUS_VM_FILTER:-vivid::}
+filters=${CEUS_VM_FILTER:-vivid:: fbdev::}
 skip=${CEUS_VM_SKIP-}
 timeout_s=${CEUS_VM_TIMEOUT:-900}
 # KVM on these machines is a paravirtual variant that hangs a stock kernel before init.
