@@ -53,6 +53,11 @@ const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Threads of the extractor: the guest's two processors.
 const INFERENCE_THREADS: usize = 2;
 
+/// Maximum wait for the capture to show the looped frame 0, and for it to end the stream
+/// once the cine is over. Either wait failing ends the session, so the test fails
+/// instead of hanging.
+const LOOP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Bits of the frame number, each shown as a block and its complement.
 const MARKER_BITS: u32 = 10;
 /// Side of one marker block in pixels.
@@ -154,6 +159,19 @@ struct CineFlags {
     over: AtomicBool,
     /// Set by the capture when it has ended the stream, which stops the injector.
     captured: AtomicBool,
+    /// Stops the session; set when the injector stops, so an injector that fails ends
+    /// the session too.
+    shutdown: AtomicBool,
+}
+
+/// Sets `over` and `shutdown` when dropped, however the injecting thread ends.
+struct EndSession<'a>(&'a CineFlags);
+
+impl Drop for EndSession<'_> {
+    fn drop(&mut self) {
+        self.0.over.store(true, Ordering::Relaxed);
+        self.0.shutdown.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A capture device that notes the marker of every frame it delivers, by frame index,
@@ -183,9 +201,14 @@ impl<I: LiveInput> LiveInput for MarkedInput<I> {
             if marker.is_some() {
                 self.flags.looping.store(true, Ordering::Relaxed);
             }
+            // Frame indices count the delivered frames, so this only appends, but a gap
+            // would show as frames without a marker rather than as a panic here.
+            let index = frame.index as usize;
             let mut markers = self.markers.lock().unwrap();
-            assert_eq!(markers.len() as u64, frame.index, "frame indices skip");
-            markers.push(marker);
+            if markers.len() <= index {
+                markers.resize(index + 1, None);
+            }
+            markers[index] = marker;
         }
         Ok(delivered)
     }
@@ -217,6 +240,10 @@ struct Injection {
 /// so the output never runs dry. After the last frame it sets `over` and repeats that
 /// frame until the capture has ended the stream. `streaming` receives a message once the
 /// output streams frame 0.
+///
+/// # Errors
+/// The output node's errors, and `TimedOut` when the capture does not show the loop, or
+/// does not end the stream, within `LOOP_TIMEOUT`.
 fn play_cine(
     stream: &mut OutputStream,
     cine: &mut dyn FrameSource,
@@ -246,12 +273,26 @@ fn play_cine(
     let _ = streaming.send(());
 
     // Frame 0 stays on the wire until a captured frame carries its marker.
+    let streamed = Instant::now();
     let mut started = None;
     let mut shown = 0;
     let end = Duration::from_secs_f64(f64::from(CINE_FRAMES) / f64::from(CINE_FPS));
     while !flags.captured.load(Ordering::Relaxed) {
         if started.is_none() && flags.looping.load(Ordering::Relaxed) {
             started = Some(Instant::now());
+        }
+        let timeout = LOOP_TIMEOUT.as_secs();
+        let late = match started {
+            None if streamed.elapsed() > LOOP_TIMEOUT => Some(format!(
+                "no captured frame carried a marker within {timeout} s of the output starting"
+            )),
+            Some(started) if started.elapsed() > end + TAIL + LOOP_TIMEOUT => Some(format!(
+                "the capture did not end the stream within {timeout} s of the cine's end"
+            )),
+            _ => None,
+        };
+        if let Some(message) = late {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message));
         }
         if let Some(started) = started {
             let elapsed = started.elapsed();
@@ -358,6 +399,7 @@ fn live_pipeline_finds_peak_of_looped_cine() {
     let injector = {
         let flags = flags.clone();
         std::thread::spawn(move || {
+            let _end = EndSession(&flags);
             let mut cine = source::open(&cine_path, &Default::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", cine_path.display()));
             play_cine(&mut stream, cine.as_mut(), banner, &flags, streaming)
@@ -415,7 +457,7 @@ fn live_pipeline_finds_peak_of_looped_cine() {
         &mut worker,
         &mut outputs,
         None,
-        &AtomicBool::new(false),
+        &flags.shutdown,
         options,
     )
     .unwrap();
