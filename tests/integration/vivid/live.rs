@@ -26,7 +26,7 @@ use ceus_edge::live::worker::InferenceWorker;
 use ceus_edge::phantom::{FrameEvent, Truth};
 use ceus_edge::signature::Signature;
 use ceus_edge::source::{self, FrameSource, SourceError, SourceInfo};
-use ceus_edge::tic::pipeline::RoiChoice;
+use ceus_edge::tic::pipeline::{LayoutChoice, RoiChoice};
 
 use super::output::{grey_to_yuyv, OutputStream};
 use super::{connect_hdmi_loop, FRAME_TIMEOUT};
@@ -433,7 +433,15 @@ fn live_pipeline_finds_peak_of_looped_cine() {
             }) as Box<dyn LiveInput>)
         })
     };
+    // NOTE: the views are given, as a scanner's layout profile gives them. Detected on
+    // this loop, they came out as one view, the B-mode one, in 1 of 3 runs: detection
+    // counts the pixels that change between consecutive frames, and with every image
+    // repeated six times the dark contrast view before the bolus changes too seldom.
     let config = SessionConfig {
+        layout: LayoutChoice::Manual {
+            contrast: truth.layout.contrast_view,
+            bmode: truth.layout.bmode_view,
+        },
         roi: RoiChoice::Rect(truth.lesion_roi),
         ..SessionConfig::default()
     };
@@ -544,6 +552,9 @@ fn check_events(events: &EventLog, markers: &[Option<u32>], truth: &Truth) {
     let mut result = None;
     for event in &events.events {
         match event {
+            Event::Layout { roi, .. } => {
+                assert_eq!(*roi, truth.lesion_roi.to_array(), "the ROI was not taken");
+            }
             Event::BolusArrival { frame, .. } => {
                 order.push("bolus_arrival");
                 arrival = Some(*frame);
