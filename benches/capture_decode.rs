@@ -7,8 +7,8 @@
 
 use std::hint::black_box;
 
-use ceus_edge::capture::decode::{decode_raw, DecodeOptions, YuvRange};
-use ceus_edge::capture::format::{BufferFormat, FourCc, PlaneLayout};
+use ceus_edge::capture::decode::{decode_raw, DecodeOptions};
+use ceus_edge::capture::format::{BufferFormat, FourCc, PlaneLayout, QUANTIZATION_DEFAULT};
 use ceus_edge::frame::{Frame, PixelFormat};
 use ceus_edge::source::Limits;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -23,6 +23,8 @@ fn layout(fourcc: &str, bytesperline: u32, rows: u32) -> PlaneLayout {
         fourcc: FourCc::parse(fourcc).expect("valid fourcc"),
         bytesperline,
         sizeimage: bytesperline * rows,
+        colorspace: 0,
+        quantization: QUANTIZATION_DEFAULT,
     };
     PlaneLayout::resolve(&format, &Limits::default()).expect("valid format")
 }
@@ -41,10 +43,7 @@ fn bench_decoders(c: &mut Criterion) {
     for (name, layout) in cases {
         let bytes = payload(layout.min_payload());
         for output in [PixelFormat::Gray8, PixelFormat::Rgb8] {
-            let options = DecodeOptions {
-                output,
-                range: YuvRange::Limited,
-            };
+            let options = DecodeOptions { output };
             let mut frame = Frame::empty();
             let id = format!("decode_1080p/{name}_to_{output:?}");
             c.bench_function(&id, |b| {

@@ -1,39 +1,29 @@
 //! Decoders of uncompressed V4L2 buffers into a packed [`Frame`].
 //!
-//! YUV input is taken as ITU-R BT.601. By default it is limited range (luma 16..235,
-//! chroma 16..240), as HDMI and SDI video carries it, and is expanded to full range 0..255.
-//! Gray8 output from YUV is the Y sample alone, put through the same expansion, so a
-//! neutral pixel (U = V = 128) gets the same value in Gray8 as in each channel of Rgb8.
-//! GREY, RGB3 and BGR3 buffers are taken as full range and are never rescaled.
+//! YUV input is taken as ITU-R BT.601. The sample range is the one the driver reports
+//! (resolved into [`PlaneLayout::range`]): limited range (luma and R'G'B' 16..235, chroma
+//! 16..240, as HDMI and SDI carry video) is expanded to full range 0..255, and full range
+//! is used as it is. Gray8 output from YUV is the Y sample alone, put through the same
+//! expansion, so a neutral pixel (U = V = 128) gets the same value in Gray8 as in each
+//! channel of Rgb8. GREY, RGB3 and BGR3 samples are expanded the same way when the driver
+//! reports them as limited range.
 
 use crate::frame::{rgb_to_luma, Frame, PixelFormat};
 
-use super::format::{Encoding, PlaneLayout};
+use super::format::{Encoding, PlaneLayout, QuantizationRange};
 use super::FrameError;
 
-/// The quantisation range of YUV input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum YuvRange {
-    /// Luma 16..235, chroma 16..240 (BT.601 "studio swing"); the default.
-    #[default]
-    Limited,
-    /// Luma and chroma 0..255, as in JPEG.
-    Full,
-}
-
-/// The pixel format and YUV range of decoded frames.
+/// The pixel format of decoded frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// Gray8 for the analysis path (luma only), Rgb8 for display.
     pub output: PixelFormat,
-    pub range: YuvRange,
 }
 
 impl Default for DecodeOptions {
     fn default() -> DecodeOptions {
         DecodeOptions {
             output: PixelFormat::Gray8,
-            range: YuvRange::Limited,
         }
     }
 }
@@ -69,13 +59,14 @@ pub fn decode_raw(
         stride: layout.stride,
         row_bytes: layout.row_bytes(),
     };
+    let range = layout.range;
     match layout.encoding {
-        Encoding::Yuyv => packed_422(&rows, [0, 1, 2, 3], options, frame),
-        Encoding::Uyvy => packed_422(&rows, [1, 0, 3, 2], options, frame),
-        Encoding::Nv12 => nv12(&rows, layout, options, frame),
-        Encoding::Grey => grey(&rows, frame),
-        Encoding::Rgb24 => packed_rgb(&rows, [0, 1, 2], frame),
-        Encoding::Bgr24 => packed_rgb(&rows, [2, 1, 0], frame),
+        Encoding::Yuyv => packed_422(&rows, [0, 1, 2, 3], range, frame),
+        Encoding::Uyvy => packed_422(&rows, [1, 0, 3, 2], range, frame),
+        Encoding::Nv12 => nv12(&rows, layout, frame),
+        Encoding::Grey => grey(&rows, range, frame),
+        Encoding::Rgb24 => packed_rgb(&rows, [0, 1, 2], range, frame),
+        Encoding::Bgr24 => packed_rgb(&rows, [2, 1, 0], range, frame),
         // Rejected before the frame was reset.
         Encoding::Mjpeg => {}
     }
@@ -99,14 +90,15 @@ impl Rows<'_> {
 }
 
 /// Decodes packed 4:2:2, where `order` gives the positions of Y0, U, Y1, V in each group.
-fn packed_422(rows: &Rows, order: [usize; 4], options: DecodeOptions, frame: &mut Frame) {
+fn packed_422(rows: &Rows, order: [usize; 4], range: QuantizationRange, frame: &mut Frame) {
     let [y0, u, y1, v] = order;
+    let format = frame.format;
     let out_stride = frame.stride();
     for (y, out) in frame.data.chunks_exact_mut(out_stride).enumerate() {
         let src = rows.row(y);
-        match options.output {
+        match format {
             PixelFormat::Gray8 => {
-                let luma = luma_table(options.range);
+                let luma = range_table(range);
                 for (group, pair) in src.chunks_exact(4).zip(out.chunks_exact_mut(2)) {
                     pair[0] = luma[usize::from(group[y0])];
                     pair[1] = luma[usize::from(group[y1])];
@@ -115,8 +107,8 @@ fn packed_422(rows: &Rows, order: [usize; 4], options: DecodeOptions, frame: &mu
             PixelFormat::Rgb8 => {
                 for (group, pair) in src.chunks_exact(4).zip(out.chunks_exact_mut(6)) {
                     let (cb, cr) = (group[u], group[v]);
-                    let first = yuv_to_rgb(options.range, group[y0], cb, cr);
-                    let second = yuv_to_rgb(options.range, group[y1], cb, cr);
+                    let first = yuv_to_rgb(range, group[y0], cb, cr);
+                    let second = yuv_to_rgb(range, group[y1], cb, cr);
                     pair[..3].copy_from_slice(&first);
                     pair[3..].copy_from_slice(&second);
                 }
@@ -126,14 +118,15 @@ fn packed_422(rows: &Rows, order: [usize; 4], options: DecodeOptions, frame: &mu
 }
 
 /// NV12: `height` rows of Y, then `height / 2` rows of interleaved U V at the same stride.
-fn nv12(rows: &Rows, layout: &PlaneLayout, options: DecodeOptions, frame: &mut Frame) {
-    let height = layout.height as usize;
+fn nv12(rows: &Rows, layout: &PlaneLayout, frame: &mut Frame) {
+    let (height, range) = (layout.height as usize, layout.range);
+    let format = frame.format;
     let out_stride = frame.stride();
     for (y, out) in frame.data.chunks_exact_mut(out_stride).enumerate() {
         let luma_row = rows.row(y);
-        match options.output {
+        match format {
             PixelFormat::Gray8 => {
-                let luma = luma_table(options.range);
+                let luma = range_table(range);
                 for (sample, pixel) in luma_row.iter().zip(out.iter_mut()) {
                     *pixel = luma[usize::from(*sample)];
                 }
@@ -142,8 +135,8 @@ fn nv12(rows: &Rows, layout: &PlaneLayout, options: DecodeOptions, frame: &mut F
                 let chroma_row = rows.row(height + y / 2);
                 let pixels = luma_row.chunks_exact(2).zip(chroma_row.chunks_exact(2));
                 for ((pair, chroma), rgb) in pixels.zip(out.chunks_exact_mut(6)) {
-                    let first = yuv_to_rgb(options.range, pair[0], chroma[0], chroma[1]);
-                    let second = yuv_to_rgb(options.range, pair[1], chroma[0], chroma[1]);
+                    let first = yuv_to_rgb(range, pair[0], chroma[0], chroma[1]);
+                    let second = yuv_to_rgb(range, pair[1], chroma[0], chroma[1]);
                     rgb[..3].copy_from_slice(&first);
                     rgb[3..].copy_from_slice(&second);
                 }
@@ -152,16 +145,22 @@ fn nv12(rows: &Rows, layout: &PlaneLayout, options: DecodeOptions, frame: &mut F
     }
 }
 
-fn grey(rows: &Rows, frame: &mut Frame) {
+fn grey(rows: &Rows, range: QuantizationRange, frame: &mut Frame) {
     let format = frame.format;
+    let full = range_table(range);
     let out_stride = frame.stride();
     for (y, out) in frame.data.chunks_exact_mut(out_stride).enumerate() {
         let src = rows.row(y);
-        match format {
-            PixelFormat::Gray8 => out.copy_from_slice(src),
-            PixelFormat::Rgb8 => {
+        match (format, range) {
+            (PixelFormat::Gray8, QuantizationRange::Full) => out.copy_from_slice(src),
+            (PixelFormat::Gray8, QuantizationRange::Limited) => {
+                for (sample, pixel) in src.iter().zip(out.iter_mut()) {
+                    *pixel = full[usize::from(*sample)];
+                }
+            }
+            (PixelFormat::Rgb8, _) => {
                 for (sample, rgb) in src.iter().zip(out.chunks_exact_mut(3)) {
-                    rgb.fill(*sample);
+                    rgb.fill(full[usize::from(*sample)]);
                 }
             }
         }
@@ -169,22 +168,21 @@ fn grey(rows: &Rows, frame: &mut Frame) {
 }
 
 /// Decodes packed 24-bit RGB, where `order` gives the positions of R, G, B in each pixel.
-fn packed_rgb(rows: &Rows, order: [usize; 3], frame: &mut Frame) {
+fn packed_rgb(rows: &Rows, order: [usize; 3], range: QuantizationRange, frame: &mut Frame) {
     let [r, g, b] = order;
+    let full = range_table(range);
     let format = frame.format;
     let out_stride = frame.stride();
     for (y, out) in frame.data.chunks_exact_mut(out_stride).enumerate() {
         let src = rows.row(y);
-        match format {
-            PixelFormat::Gray8 => {
-                for (pixel, luma) in src.chunks_exact(3).zip(out.iter_mut()) {
-                    *luma = rgb_to_luma(pixel[r], pixel[g], pixel[b]);
-                }
-            }
-            PixelFormat::Rgb8 => {
-                for (pixel, rgb) in src.chunks_exact(3).zip(out.chunks_exact_mut(3)) {
-                    rgb.copy_from_slice(&[pixel[r], pixel[g], pixel[b]]);
-                }
+        for (pixel, target) in src
+            .chunks_exact(3)
+            .zip(out.chunks_exact_mut(format.bytes_per_pixel()))
+        {
+            let [red, green, blue] = [pixel[r], pixel[g], pixel[b]].map(|v| full[usize::from(v)]);
+            match format {
+                PixelFormat::Gray8 => target[0] = rgb_to_luma(red, green, blue),
+                PixelFormat::Rgb8 => target.copy_from_slice(&[red, green, blue]),
             }
         }
     }
@@ -206,17 +204,17 @@ const HALF: i32 = 1 << 15;
 
 /// Converts one BT.601 pixel to R, G, B, rounded and clamped to 0..255.
 #[inline]
-pub fn yuv_to_rgb(range: YuvRange, y: u8, u: u8, v: u8) -> [u8; 3] {
+pub fn yuv_to_rgb(range: QuantizationRange, y: u8, u: u8, v: u8) -> [u8; 3] {
     let d = i32::from(u) - 128;
     let e = i32::from(v) - 128;
     let (luma, r, g, b) = match range {
-        YuvRange::Limited => (
+        QuantizationRange::Limited => (
             LIMITED_Y * (i32::from(y) - 16),
             LIMITED_R_V * e,
             -LIMITED_G_U * d - LIMITED_G_V * e,
             LIMITED_B_U * d,
         ),
-        YuvRange::Full => (
+        QuantizationRange::Full => (
             i32::from(y) << 16,
             FULL_R_V * e,
             -FULL_G_U * d - FULL_G_V * e,
@@ -235,11 +233,12 @@ fn clamp_fixed(value: i32) -> u8 {
     ((value + HALF) >> 16).clamp(0, 255) as u8
 }
 
-/// Returns the Gray8 value of each Y sample: the luma term of [`yuv_to_rgb`] alone.
-fn luma_table(range: YuvRange) -> &'static [u8; 256] {
+/// Returns the full-range value of each luma or R'G'B' sample in `range`: the luma
+/// term of [`yuv_to_rgb`] alone.
+fn range_table(range: QuantizationRange) -> &'static [u8; 256] {
     match range {
-        YuvRange::Limited => &LIMITED_LUMA,
-        YuvRange::Full => &FULL_LUMA,
+        QuantizationRange::Limited => &LIMITED_LUMA,
+        QuantizationRange::Full => &FULL_LUMA,
     }
 }
 
@@ -276,41 +275,55 @@ const fn full_luma_table() -> [u8; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::format::{BufferFormat, FourCc};
+    use crate::capture::format::{
+        BufferFormat, FourCc, QUANTIZATION_DEFAULT, QUANTIZATION_FULL_RANGE, QUANTIZATION_LIM_RANGE,
+    };
     use crate::source::Limits;
 
-    fn layout(fourcc: &str, width: u32, height: u32, bpl: u32, size: u32) -> PlaneLayout {
+    /// `V4L2_COLORSPACE_SRGB`, which vivid reports for its webcam input.
+    const COLORSPACE_SRGB: u32 = 8;
+
+    /// Resolves the layout of a driver format in the sRGB colorspace with `quantization`.
+    fn layout_with(
+        fourcc: &str,
+        (width, height): (u32, u32),
+        (bpl, size): (u32, u32),
+        quantization: u32,
+    ) -> PlaneLayout {
         let format = BufferFormat {
             width,
             height,
             fourcc: FourCc::parse(fourcc).unwrap(),
             bytesperline: bpl,
             sizeimage: size,
+            colorspace: COLORSPACE_SRGB,
+            quantization,
         };
         PlaneLayout::resolve(&format, &Limits::default()).unwrap()
     }
 
+    /// Resolves the layout of a driver format that reports the default quantization.
+    fn layout(fourcc: &str, width: u32, height: u32, bpl: u32, size: u32) -> PlaneLayout {
+        layout_with(fourcc, (width, height), (bpl, size), QUANTIZATION_DEFAULT)
+    }
+
     fn decode(layout: &PlaneLayout, payload: &[u8], output: PixelFormat) -> Frame {
         let mut frame = Frame::empty();
-        let options = DecodeOptions {
-            output,
-            range: YuvRange::Limited,
-        };
-        decode_raw(layout, payload, options, &mut frame).unwrap();
+        decode_raw(layout, payload, DecodeOptions { output }, &mut frame).unwrap();
         frame
     }
 
     /// BT.601 from its definition in floating point, for comparison.
-    fn reference_rgb(range: YuvRange, y: u8, u: u8, v: u8) -> [f64; 3] {
+    fn reference_rgb(range: QuantizationRange, y: u8, u: u8, v: u8) -> [f64; 3] {
         let (kr, kb) = (0.299, 0.114);
         let kg = 1.0 - kr - kb;
         let (luma, pb, pr) = match range {
-            YuvRange::Limited => (
+            QuantizationRange::Limited => (
                 (f64::from(y) - 16.0) / 219.0,
                 (f64::from(u) - 128.0) / 224.0,
                 (f64::from(v) - 128.0) / 224.0,
             ),
-            YuvRange::Full => (
+            QuantizationRange::Full => (
                 f64::from(y) / 255.0,
                 (f64::from(u) - 128.0) / 255.0,
                 (f64::from(v) - 128.0) / 255.0,
@@ -327,7 +340,7 @@ mod tests {
         // Each 16-bit fixed-point constant is within 0.5 / 65536 of its coefficient, which
         // moves a result by less than 0.005 of a step, so every result is the rounded
         // definition give or take that much.
-        for range in [YuvRange::Limited, YuvRange::Full] {
+        for range in [QuantizationRange::Limited, QuantizationRange::Full] {
             for y in (0..=255).step_by(5) {
                 for u in (0..=255).step_by(15) {
                     for v in (0..=255).step_by(15) {
@@ -368,7 +381,7 @@ mod tests {
         let uyvy = decode(&layout("UYVY", 2, 1, 4, 4), &bytes, PixelFormat::Rgb8);
         assert_ne!(yuyv.data, uyvy.data);
         // As UYVY both pixels have Y = 128 with U = 16, V = 235.
-        let expected = yuv_to_rgb(YuvRange::Limited, 128, 16, 235);
+        let expected = yuv_to_rgb(QuantizationRange::Limited, 128, 16, 235);
         assert_eq!(&uyvy.data[..3], &expected);
         assert_eq!(&uyvy.data[3..], &expected);
     }
@@ -410,12 +423,12 @@ mod tests {
         let rgb = decode(&layout, &payload, PixelFormat::Rgb8);
         assert_eq!(&rgb.data[0..3], &[0, 0, 0]);
         assert_eq!(&rgb.data[3..6], &[255, 255, 255]);
-        let coloured = yuv_to_rgb(YuvRange::Limited, 16, 16, 240);
+        let coloured = yuv_to_rgb(QuantizationRange::Limited, 16, 16, 240);
         assert_eq!(&rgb.data[6..9], &coloured);
         // Row 1 (Y = 235 at column 2) shares the chroma row of row 0.
         assert_eq!(
             &rgb.data[18..21],
-            &yuv_to_rgb(YuvRange::Limited, 235, 16, 240)
+            &yuv_to_rgb(QuantizationRange::Limited, 235, 16, 240)
         );
     }
 
@@ -436,14 +449,73 @@ mod tests {
     }
 
     #[test]
-    fn grey_is_copied_unscaled() {
-        let layout = layout("GREY", 3, 1, 4, 4);
+    fn full_range_grey_is_copied_unscaled() {
+        let layout = layout_with("GREY", (3, 1), (4, 4), QUANTIZATION_FULL_RANGE);
         assert_eq!(
             decode(&layout, &[0, 16, 255, 9], PixelFormat::Gray8).data,
             [0, 16, 255]
         );
         let rgb = decode(&layout, &[0, 16, 255, 9], PixelFormat::Rgb8);
         assert_eq!(rgb.data, [0, 0, 0, 16, 16, 16, 255, 255, 255]);
+    }
+
+    #[test]
+    fn limited_range_grey_is_expanded() {
+        // GREY is a luma-only Y'CbCr format, so the default quantization is limited range.
+        // The last byte of each row is padding.
+        let payload = [16, 126, 235, 9, 0, 10, 240, 255];
+        for quantization in [QUANTIZATION_DEFAULT, QUANTIZATION_LIM_RANGE] {
+            let layout = layout_with("GREY", (3, 2), (4, 8), quantization);
+            let grey = decode(&layout, &payload, PixelFormat::Gray8);
+            // (126 - 16) * 255 / 219 = 128.08; below 16 and above 235 clamp.
+            assert_eq!(grey.data, [0, 128, 255, 0, 0, 255], "{quantization}");
+            let rgb = decode(&layout, &payload, PixelFormat::Rgb8);
+            assert_eq!(&rgb.data[..9], &[0, 0, 0, 128, 128, 128, 255, 255, 255]);
+        }
+    }
+
+    #[test]
+    fn limited_range_grey_matches_limited_yuyv() {
+        // The same luma through GREY and through YUYV with neutral chroma gives the same
+        // value when both are limited range.
+        for y in 0..=255u8 {
+            let grey_layout = layout("GREY", 2, 1, 2, 2);
+            let grey = decode(&grey_layout, &[y, y], PixelFormat::Gray8);
+            let yuyv = decode(
+                &layout("YUYV", 2, 1, 4, 4),
+                &[y, 128, y, 128],
+                PixelFormat::Gray8,
+            );
+            assert_eq!(grey.data, yuyv.data, "y={y}");
+        }
+    }
+
+    #[test]
+    fn rgb_range_follows_the_driver() {
+        let payload = [16, 126, 235, 0, 128, 255];
+        // R'G'B' is full range by default.
+        let full = layout("RGB3", 2, 1, 6, 6);
+        assert_eq!(decode(&full, &payload, PixelFormat::Rgb8).data, payload);
+
+        let limited = layout_with("RGB3", (2, 1), (6, 6), QUANTIZATION_LIM_RANGE);
+        let rgb = decode(&limited, &payload, PixelFormat::Rgb8);
+        assert_eq!(rgb.data, [0, 128, 255, 0, 130, 255]);
+        let grey = decode(&limited, &payload, PixelFormat::Gray8);
+        assert_eq!(
+            grey.data,
+            [rgb_to_luma(0, 128, 255), rgb_to_luma(0, 130, 255)]
+        );
+    }
+
+    #[test]
+    fn full_range_yuyv_is_not_expanded() {
+        let layout = layout_with("YUYV", (2, 1), (4, 4), QUANTIZATION_FULL_RANGE);
+        let grey = decode(&layout, &[0, 128, 255, 128], PixelFormat::Gray8);
+        assert_eq!(grey.data, [0, 255]);
+        let grey = decode(&layout, &[16, 128, 235, 128], PixelFormat::Gray8);
+        assert_eq!(grey.data, [16, 235]);
+        let rgb = decode(&layout, &[16, 128, 235, 128], PixelFormat::Rgb8);
+        assert_eq!(rgb.data, [16, 16, 16, 235, 235, 235]);
     }
 
     #[test]

@@ -107,6 +107,16 @@ impl Encoding {
     }
 }
 
+/// `V4L2_QUANTIZATION_DEFAULT`: the range that the colorspace and the pixel encoding
+/// imply (see [`QuantizationRange::resolve`]).
+pub const QUANTIZATION_DEFAULT: u32 = 0;
+/// `V4L2_QUANTIZATION_FULL_RANGE`: 8-bit samples span 0..255.
+pub const QUANTIZATION_FULL_RANGE: u32 = 1;
+/// `V4L2_QUANTIZATION_LIM_RANGE`: luma and R'G'B' span 16..235, chroma 16..240.
+pub const QUANTIZATION_LIM_RANGE: u32 = 2;
+/// `V4L2_COLORSPACE_JPEG`, whose Y'CbCr is full range by default.
+pub const COLORSPACE_JPEG: u32 = 7;
+
 /// The format of the driver's buffers as `VIDIOC_G_FMT` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BufferFormat {
@@ -118,9 +128,56 @@ pub struct BufferFormat {
     pub bytesperline: u32,
     /// Bytes a buffer must hold for one image (the maximum for compressed formats).
     pub sizeimage: u32,
+    /// `enum v4l2_colorspace`, of which only [`COLORSPACE_JPEG`] changes how the samples
+    /// are read.
+    pub colorspace: u32,
+    /// `enum v4l2_quantization`: [`QUANTIZATION_DEFAULT`], [`QUANTIZATION_FULL_RANGE`] or
+    /// [`QUANTIZATION_LIM_RANGE`].
+    pub quantization: u32,
 }
 
-/// The encoding, image size and row stride that the decoders read a buffer with.
+/// The range of 8-bit samples in a buffer, resolved from the quantization the driver
+/// reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantizationRange {
+    /// Luma and R'G'B' 16..235, chroma 16..240 (BT.601 "studio swing"), as HDMI and SDI
+    /// carry Y'CbCr video.
+    Limited,
+    /// Every sample 0..255, as in JPEG.
+    Full,
+}
+
+impl QuantizationRange {
+    /// Resolves the `quantization` a driver reports for `encoding` in `colorspace`.
+    ///
+    /// `V4L2_QUANTIZATION_DEFAULT` follows `V4L2_MAP_QUANTIZATION_DEFAULT` of
+    /// linux/videodev2.h (Linux 6.1): full range for R'G'B' and for the JPEG colorspace,
+    /// limited range for everything else. The kernel documentation lists GREY among the
+    /// luma-only Y'CbCr formats, so GREY is limited range by default. MJPEG ignores the
+    /// result, since a JPEG image is full range by definition.
+    ///
+    /// A value the kernel does not define is logged and taken as the default.
+    pub fn resolve(encoding: Encoding, colorspace: u32, quantization: u32) -> QuantizationRange {
+        match quantization {
+            QUANTIZATION_FULL_RANGE => return QuantizationRange::Full,
+            QUANTIZATION_LIM_RANGE => return QuantizationRange::Limited,
+            QUANTIZATION_DEFAULT => {}
+            unknown => log::warn!(
+                "the driver reports quantization {unknown}, which V4L2 does not define: \
+                 using the default range of the format"
+            ),
+        }
+        let is_rgb = matches!(encoding, Encoding::Rgb24 | Encoding::Bgr24);
+        if is_rgb || colorspace == COLORSPACE_JPEG {
+            QuantizationRange::Full
+        } else {
+            QuantizationRange::Limited
+        }
+    }
+}
+
+/// The encoding, image size, row stride and sample range that the decoders read a buffer
+/// with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlaneLayout {
     pub encoding: Encoding,
@@ -128,6 +185,7 @@ pub struct PlaneLayout {
     pub height: u32,
     /// Bytes from one row to the next, the same in every plane (0 for MJPEG).
     pub stride: usize,
+    pub range: QuantizationRange,
 }
 
 impl PlaneLayout {
@@ -136,9 +194,11 @@ impl PlaneLayout {
     /// The stride is `bytesperline`, unless `sizeimage` is larger than `bytesperline` times
     /// the rows of all planes (`height`, or `height * 3 / 2` for NV12): then it is
     /// `sizeimage` divided by those rows, when that divides evenly and is at least one row long.
-    /// Any other inconsistency is rejected as [`CaptureError::UnsupportedFormat`].
+    /// Any other inconsistency is rejected as [`CaptureError::UnsupportedFormat`]. The
+    /// sample range comes from [`QuantizationRange::resolve`].
     pub fn resolve(format: &BufferFormat, limits: &Limits) -> Result<PlaneLayout, CaptureError> {
         let encoding = Encoding::from_fourcc(format.fourcc)?;
+        let range = QuantizationRange::resolve(encoding, format.colorspace, format.quantization);
         let (width, height) = (format.width, format.height);
         limits
             .check_size(u64::from(width), u64::from(height), 3)
@@ -150,6 +210,7 @@ impl PlaneLayout {
                 width,
                 height,
                 stride: 0,
+                range,
             });
         };
         check_subsampling(encoding, width, height)?;
@@ -162,6 +223,7 @@ impl PlaneLayout {
             width,
             height,
             stride: usize::try_from(stride).map_err(|_| stride_error(format, "is too large"))?,
+            range,
         })
     }
 
@@ -268,6 +330,8 @@ mod tests {
             fourcc: FourCc::parse(fourcc).unwrap(),
             bytesperline: bpl,
             sizeimage: size,
+            colorspace: 0,
+            quantization: QUANTIZATION_DEFAULT,
         }
     }
 
@@ -322,6 +386,56 @@ mod tests {
         ));
         assert!(stride_of(&format("GREY", 100_000, 4, 0, 0)).is_err());
         assert!(stride_of(&format("GREY", 0, 4, 0, 0)).is_err());
+    }
+
+    #[test]
+    fn default_quantization_depends_on_encoding() {
+        let resolve = |fourcc: &str, colorspace: u32, quantization: u32| {
+            let mut format = format(fourcc, 8, 4, 0, 0);
+            format.colorspace = colorspace;
+            format.quantization = quantization;
+            PlaneLayout::resolve(&format, &Limits::default())
+                .unwrap()
+                .range
+        };
+        // V4L2_COLORSPACE_SRGB is 8, V4L2_COLORSPACE_REC709 is 3.
+        for fourcc in ["YUYV", "UYVY", "NV12", "GREY"] {
+            assert_eq!(
+                resolve(fourcc, 8, QUANTIZATION_DEFAULT),
+                QuantizationRange::Limited,
+                "{fourcc}"
+            );
+            assert_eq!(
+                resolve(fourcc, COLORSPACE_JPEG, QUANTIZATION_DEFAULT),
+                QuantizationRange::Full,
+                "{fourcc} in the JPEG colorspace"
+            );
+        }
+        for fourcc in ["RGB3", "BGR3"] {
+            assert_eq!(
+                resolve(fourcc, 3, QUANTIZATION_DEFAULT),
+                QuantizationRange::Full,
+                "{fourcc}"
+            );
+        }
+    }
+
+    #[test]
+    fn reported_quantization_overrides_default() {
+        let mut grey = format("GREY", 8, 4, 0, 0);
+        grey.quantization = QUANTIZATION_FULL_RANGE;
+        let layout = PlaneLayout::resolve(&grey, &Limits::default()).unwrap();
+        assert_eq!(layout.range, QuantizationRange::Full);
+
+        let mut rgb = format("RGB3", 8, 4, 0, 0);
+        rgb.quantization = QUANTIZATION_LIM_RANGE;
+        let layout = PlaneLayout::resolve(&rgb, &Limits::default()).unwrap();
+        assert_eq!(layout.range, QuantizationRange::Limited);
+
+        // A value V4L2 does not define falls back to the default of the format.
+        rgb.quantization = 9;
+        let layout = PlaneLayout::resolve(&rgb, &Limits::default()).unwrap();
+        assert_eq!(layout.range, QuantizationRange::Full);
     }
 
     #[test]

@@ -88,12 +88,13 @@ impl<D: CaptureDevice> CaptureSource<D> {
     pub fn new(device: D, options: CaptureOptions) -> Result<CaptureSource<D>, CaptureError> {
         let layout = PlaneLayout::resolve(device.format(), &options.limits)?;
         log::info!(
-            "capturing {} {}x{} from {} (stride {} bytes)",
+            "capturing {} {}x{} from {} (stride {} bytes, {:?} range)",
             device.format().fourcc,
             layout.width,
             layout.height,
             device.path().display(),
-            layout.stride
+            layout.stride,
+            layout.range
         );
         let info = source_info(&device, &layout);
         Ok(CaptureSource {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ceus_edge::capture::decode::{decode_raw, DecodeOptions, YuvRange};
-use ceus_edge::capture::format::{BufferFormat, FourCc, PlaneLayout};
+use ceus_edge::capture::decode::{decode_raw, DecodeOptions};
+use ceus_edge::capture::format::{BufferFormat, FourCc, PlaneLayout, QUANTIZATION_DEFAULT};
 use ceus_edge::capture::mjpeg::{push_standard_dht, MjpegDecoder};
 use ceus_edge::capture::FrameError;
 use ceus_edge::frame::{Frame, PixelFormat};
@@ -31,6 +31,8 @@ fn buffer_format(fourcc: &str, width: u32, height: u32, bpl: u32, size: u32) -> 
         fourcc: FourCc::parse(fourcc).unwrap(),
         bytesperline: bpl,
         sizeimage: size,
+        colorspace: 0,
+        quantization: QUANTIZATION_DEFAULT,
     }
 }
 
@@ -207,7 +209,6 @@ fn rgb24_real_stride_from_sizeimage() {
     let mut frame = Frame::empty();
     let options = DecodeOptions {
         output: PixelFormat::Rgb8,
-        range: YuvRange::Limited,
     };
     decode_raw(&layout(&format), &payload, options, &mut frame).unwrap();
     for y in 0..height {
@@ -223,7 +224,6 @@ fn same_bytes_differ_by_fourcc() {
     let bytes = [16, 128, 235, 128];
     let options = DecodeOptions {
         output: PixelFormat::Rgb8,
-        range: YuvRange::Limited,
     };
     let mut yuyv = Frame::empty();
     decode_raw(
@@ -252,6 +252,9 @@ mod on_mock_device {
     use std::time::Duration;
 
     use ceus_edge::capture::device::{CaptureDevice, BUF_FLAG_ERROR};
+    use ceus_edge::capture::format::{
+        QUANTIZATION_DEFAULT, QUANTIZATION_FULL_RANGE, QUANTIZATION_LIM_RANGE,
+    };
     use ceus_edge::capture::mock::{MockDevice, MockEvent};
     use ceus_edge::capture::source::{CaptureOptions, CaptureSource};
     use ceus_edge::capture::{CaptureError, FrameError};
@@ -309,6 +312,26 @@ mod on_mock_device {
         padded.capture(&mut got).unwrap();
         assert_eq!(got.data, expected.data);
         assert_eq!(got.data.len(), 8);
+    }
+
+    /// Captures one GREY frame whose samples are 16, 126 and 235, from a device that
+    /// reports `quantization`.
+    fn grey_levels(quantization: u32) -> Vec<u8> {
+        let mut format = buffer_format("GREY", 4, 1, 4, 4);
+        format.quantization = quantization;
+        let event = MockEvent::frame(&[16, 126, 235, 235], 0, ms(10));
+        let device = MockDevice::new(format, 2, vec![event]);
+        let mut source = CaptureSource::new(device, options(PixelFormat::Gray8)).unwrap();
+        let mut frame = Frame::empty();
+        source.capture(&mut frame).unwrap();
+        frame.data
+    }
+
+    #[test]
+    fn grey_follows_the_reported_quantization() {
+        assert_eq!(grey_levels(QUANTIZATION_DEFAULT), [0, 128, 255, 255]);
+        assert_eq!(grey_levels(QUANTIZATION_LIM_RANGE), [0, 128, 255, 255]);
+        assert_eq!(grey_levels(QUANTIZATION_FULL_RANGE), [16, 126, 235, 235]);
     }
 
     #[test]

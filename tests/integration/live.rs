@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use ceus_edge::analysis::{Quality, Risk};
-use ceus_edge::capture::format::{BufferFormat, FourCc};
+use ceus_edge::capture::format::{BufferFormat, FourCc, QUANTIZATION_FULL_RANGE};
 use ceus_edge::capture::mock::{MockDevice, MockEvent};
 use ceus_edge::capture::source::{CaptureOptions, CaptureSource};
 use ceus_edge::display::NoDisplay;
@@ -272,6 +272,7 @@ fn clinical_values_after_the_result_score_again() {
     assert_eq!(kinds(&events), ["arrival", "peak", "result", "result"]);
 }
 
+/// A full-range GREY format, so decoded frames keep the mock's bytes.
 fn grey_format(width: u32, height: u32) -> BufferFormat {
     BufferFormat {
         fourcc: FourCc(*b"GREY"),
@@ -279,6 +280,8 @@ fn grey_format(width: u32, height: u32) -> BufferFormat {
         height,
         bytesperline: width,
         sizeimage: width * height,
+        colorspace: 0,
+        quantization: QUANTIZATION_FULL_RANGE,
     }
 }
 

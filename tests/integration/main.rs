@@ -8,6 +8,8 @@ mod cohort;
 mod common;
 mod dicom;
 mod extractor;
+#[cfg(target_os = "linux")]
+mod fbdev;
 mod live;
 mod phantom;
 mod stats;

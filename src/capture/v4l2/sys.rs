@@ -21,10 +21,12 @@ use v4l::v4l_sys::{
 };
 
 use crate::capture::device::BufferInfo;
-use crate::capture::format::{BufferFormat, FourCc};
+use crate::capture::format::{BufferFormat, FourCc, QUANTIZATION_DEFAULT};
 
 /// `V4L2_CAP_DEVICE_CAPS`: `device_caps` describes the opened node.
 const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
+/// `V4L2_PIX_FMT_PRIV_MAGIC`: the extended fields of `struct v4l2_pix_format` are valid.
+const PIX_FMT_PRIV_MAGIC: u32 = 0xfeed_cafe;
 
 /// Capabilities from `VIDIOC_QUERYCAP`, with the strings decoded leniently.
 #[derive(Clone, Debug)]
@@ -80,12 +82,21 @@ pub fn get_format(fd: c_int) -> io::Result<BufferFormat> {
     unsafe { ioctl(fd, vidioc::VIDIOC_G_FMT, &mut raw)? };
     // SAFETY: for a single-planar capture type the kernel fills the `pix` member.
     let pix = unsafe { raw.fmt.pix };
+    // The fields after `priv` (the quantization among them) are defined only when `priv`
+    // holds V4L2_PIX_FMT_PRIV_MAGIC, which the V4L2 core sets since Linux 3.17.
+    let quantization = if pix.priv_ == PIX_FMT_PRIV_MAGIC {
+        pix.quantization
+    } else {
+        QUANTIZATION_DEFAULT
+    };
     Ok(BufferFormat {
         width: pix.width,
         height: pix.height,
         fourcc: FourCc::from_u32(pix.pixelformat),
         bytesperline: pix.bytesperline,
         sizeimage: pix.sizeimage,
+        colorspace: pix.colorspace,
+        quantization,
     })
 }
 

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use v4l::v4l2 as api;
 use v4l::v4l2::vidioc;
 use v4l::v4l_sys::{
-    v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE as BUF_TYPE_VIDEO_CAPTURE,
     v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_OUTPUT as BUF_TYPE_VIDEO_OUTPUT, v4l2_buffer, v4l2_control,
-    v4l2_field_V4L2_FIELD_NONE as FIELD_NONE, v4l2_format,
+    v4l2_dv_timings, v4l2_enum_dv_timings, v4l2_field_V4L2_FIELD_NONE as FIELD_NONE, v4l2_format,
     v4l2_memory_V4L2_MEMORY_MMAP as MEMORY_MMAP, v4l2_queryctrl, v4l2_requestbuffers,
 };
 
@@ -89,15 +88,67 @@ pub fn set_control(fd: c_int, id: u32, value: i32) -> io::Result<()> {
     unsafe { ioctl(fd, vidioc::VIDIOC_S_CTRL, &mut control) }
 }
 
-/// Returns the `quantization` field of the capture format (`VIDIOC_G_FMT`).
-pub fn get_capture_quantization(fd: c_int) -> io::Result<u32> {
-    // SAFETY: v4l2_format is plain old data, for which all zero bytes are valid.
-    let mut format: v4l2_format = unsafe { mem::zeroed() };
-    format.type_ = BUF_TYPE_VIDEO_CAPTURE;
-    // SAFETY: VIDIOC_G_FMT takes a struct v4l2_format.
-    unsafe { ioctl(fd, vidioc::VIDIOC_G_FMT, &mut format)? };
-    // SAFETY: the driver filled `pix` for the single-planar capture type.
-    Ok(unsafe { format.fmt.pix.quantization })
+/// `_IOWR('V', nr, size)` of the kernel's ioctl encoding, for requests that v4l 0.14
+/// does not define.
+const fn iowr(nr: u32, size: usize) -> vidioc::_IOC_TYPE {
+    ((3 << 30) | ((size as u32) << 16) | ((b'V' as u32) << 8) | nr) as vidioc::_IOC_TYPE
+}
+
+const VIDIOC_S_DV_TIMINGS: vidioc::_IOC_TYPE = iowr(87, mem::size_of::<v4l2_dv_timings>());
+const VIDIOC_ENUM_DV_TIMINGS: vidioc::_IOC_TYPE = iowr(98, mem::size_of::<v4l2_enum_dv_timings>());
+
+/// Finds, among the DV timings the node lists (`VIDIOC_ENUM_DV_TIMINGS`), the progressive
+/// ones of `width`x`height` whose frame rate is nearest to `fps`.
+pub fn find_dv_timings(
+    fd: c_int,
+    width: u32,
+    height: u32,
+    fps: f64,
+) -> io::Result<v4l2_dv_timings> {
+    let mut best: Option<(f64, v4l2_dv_timings)> = None;
+    // Drivers end the list with EINVAL; the cap guards against one that never does.
+    for index in 0..256 {
+        // SAFETY: v4l2_enum_dv_timings is plain old data, for which all zero bytes are
+        // valid.
+        let mut entry: v4l2_enum_dv_timings = unsafe { mem::zeroed() };
+        entry.index = index;
+        // SAFETY: VIDIOC_ENUM_DV_TIMINGS takes a struct v4l2_enum_dv_timings.
+        match unsafe { ioctl(fd, VIDIOC_ENUM_DV_TIMINGS, &mut entry) } {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(error) => return Err(error),
+        }
+        let timings = entry.timings;
+        // SAFETY: the driver lists BT.656/1120 timings, whose member is `bt`. The packed
+        // struct is copied out before its fields are read.
+        let bt = unsafe { timings.__bindgen_anon_1.bt };
+        let (bt_width, bt_height, interlaced) = (bt.width, bt.height, bt.interlaced);
+        if (bt_width, bt_height, interlaced) != (width, height, 0) {
+            continue;
+        }
+        let total = u64::from(bt_width + bt.hfrontporch + bt.hsync + bt.hbackporch)
+            * u64::from(bt_height + bt.vfrontporch + bt.vsync + bt.vbackporch);
+        let rate = bt.pixelclock as f64 / total as f64;
+        if best
+            .as_ref()
+            .is_none_or(|(best_rate, _)| (rate - fps).abs() < (best_rate - fps).abs())
+        {
+            best = Some((rate, timings));
+        }
+    }
+    best.map(|(_, timings)| timings).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no progressive {width}x{height} DV timings listed"),
+        )
+    })
+}
+
+/// Sets the DV timings of the node's current HDMI input or output (`VIDIOC_S_DV_TIMINGS`).
+pub fn set_dv_timings(fd: c_int, timings: &v4l2_dv_timings) -> io::Result<()> {
+    let mut timings = *timings;
+    // SAFETY: VIDIOC_S_DV_TIMINGS takes a struct v4l2_dv_timings.
+    unsafe { ioctl(fd, VIDIOC_S_DV_TIMINGS, &mut timings) }
 }
 
 struct Mapping {
@@ -119,8 +170,9 @@ pub struct OutputStream {
 }
 
 impl OutputStream {
-    /// Opens `path`, selects output `output`, sets a progressive format of `fourcc` at
-    /// `width`x`height`, and maps the driver's buffers.
+    /// Opens `path`, selects output `output` (an HDMI output), sets its DV timings and a
+    /// progressive format of `fourcc` to `width`x`height` at 60 Hz, and maps the
+    /// driver's buffers.
     pub fn open(
         path: &Path,
         output: u32,
@@ -140,6 +192,7 @@ impl OutputStream {
             streaming: false,
         };
         select_output(fd, output)?;
+        set_dv_timings(fd, &find_dv_timings(fd, width, height, 60.0)?)?;
         stream.set_format(width, height, fourcc)?;
         stream.map_buffers()?;
         Ok(stream)
