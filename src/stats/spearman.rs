@@ -55,20 +55,14 @@ pub fn redundancy_filter(columns: &[Vec<f64>], threshold: f64) -> Result<Vec<usi
         .map(|a| (0..columns.len()).filter(|&b| redundant(a, b)).count())
         .collect();
     let mut kept = vec![true; columns.len()];
-    loop {
-        // `max_by_key` returns the last maximum, so search in reverse for the first.
-        let Some((drop, &count)) = partners
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|&(a, _)| kept[a])
-            .max_by_key(|&(_, &count)| count)
-        else {
-            break;
-        };
-        if count == 0 {
-            break;
-        }
+    // `max_by_key` returns the last maximum, so the search runs in reverse for the first.
+    while let Some((drop, _)) = partners
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(a, &count)| kept[a] && count > 0)
+        .max_by_key(|&(_, &count)| count)
+    {
         kept[drop] = false;
         for b in 0..columns.len() {
             if kept[b] && redundant(drop, b) {
