@@ -279,9 +279,11 @@ fn warn_unused_clinical(
 /// every reason it cannot.
 pub fn assess_quality(report: &TicReport, warnings: &mut Vec<String>) -> Quality {
     let fit_r2 = report.fit.as_ref().and_then(|fit| fit.r2);
-    let flagged = report.frames.saturating_sub(report.unflagged_frames);
-    let flagged_fraction = if report.frames > 0 {
-        flagged as f64 / report.frames as f64
+    // Repeats are neither measured nor flagged, so they count in neither share.
+    let measured = report.frames.saturating_sub(report.repeated_frames);
+    let flagged = measured.saturating_sub(report.unflagged_frames);
+    let flagged_fraction = if measured > 0 {
+        flagged as f64 / measured as f64
     } else {
         0.0
     };

@@ -227,8 +227,13 @@ fn write_summary(
     let counts = &report.flags.counts;
     writeln!(
         out,
-        "flagged {} frames: flash {}, frozen {}, black {}, motion {}",
-        counts.flagged, counts.flash, counts.frozen, counts.black, counts.motion
+        "flagged {} frames: flash {}, frozen {}, black {}, motion {}; {} repeats skipped",
+        counts.flagged,
+        counts.flash,
+        counts.frozen,
+        counts.black,
+        counts.motion,
+        report.repeated_frames
     )?;
     if let Some(arrival) = report.bolus_arrival_s {
         writeln!(out, "bolus arrival {arrival:.2} s")?;

@@ -64,7 +64,10 @@ pub struct LayoutDetector {
     width: u32,
     height: u32,
     settings: DetectSettings,
+    /// Distinct frames accumulated.
     frames: u32,
+    /// Frames pushed, repeats included.
+    pushed: u32,
     previous: Vec<u8>,
     current: Vec<u8>,
     max: Vec<u8>,
@@ -82,6 +85,7 @@ impl LayoutDetector {
             height,
             settings,
             frames: 0,
+            pushed: 0,
             previous: vec![0; pixels],
             current: vec![0; pixels],
             max: vec![0; pixels],
@@ -95,12 +99,21 @@ impl LayoutDetector {
         (self.width, self.height)
     }
 
-    /// Frames pushed so far.
+    /// Distinct frames accumulated so far: pushes that repeated the previous frame's
+    /// grey levels exactly are not counted.
     pub fn frames(&self) -> u32 {
         self.frames
     }
 
-    /// Adds one frame's statistics. Counts stop growing after 65,535 frames.
+    /// Frames pushed so far, repeats included.
+    pub fn pushed(&self) -> u32 {
+        self.pushed
+    }
+
+    /// Adds one frame's statistics, unless its grey levels repeat the previous frame's
+    /// exactly: a capture card running faster than the scanner draws repeats frames,
+    /// and counting those as transitions without change would make a changing view look
+    /// static. Counts stop growing after 65,535 frames.
     ///
     /// Errors with [`LayoutError::FrameSize`] when the frame's size differs.
     pub fn push(&mut self, frame: &Frame) -> Result<(), LayoutError> {
@@ -114,10 +127,14 @@ impl LayoutDetector {
                 got_height: frame.height,
             });
         }
+        self.pushed = self.pushed.saturating_add(1);
         for y in 0..self.height {
             for x in 0..self.width {
                 self.current[(y * self.width + x) as usize] = frame.luma_at(x, y);
             }
+        }
+        if self.frames > 0 && self.current == self.previous {
+            return Ok(());
         }
         self.accumulate();
         std::mem::swap(&mut self.previous, &mut self.current);

@@ -25,7 +25,7 @@ use crate::overlay::{self, OverlayContent, Phase, RiskGauge, Sparkline, HEATMAP_
 use crate::tic::auto_roi::{AutoRoi, AutoRoiSettings, MapRole};
 use crate::tic::linearise::PowerTable;
 use crate::tic::pipeline::{layout_from_detector, LayoutChoice, PipelineOptions, RoiChoice};
-use crate::tic::{FrameSample, TicSettings, TicTracker};
+use crate::tic::{FrameSample, Pushed, TicSettings, TicTracker};
 
 /// Frame rate assumed for sizing the curve when the source declares none.
 const DEFAULT_FRAME_RATE: f64 = 30.0;
@@ -41,7 +41,8 @@ pub struct SessionConfig {
     pub settings: TicSettings,
     pub detect: DetectSettings,
     pub auto_roi: AutoRoiSettings,
-    /// Frames used to find the layout and the sector mask. Default 30 (1 s at 30 fps).
+    /// Distinct frames used to find the layout and the sector mask, or ten times as many
+    /// frames pushed when the screen stays still. Default 30 (1 s at 30 fps).
     pub detect_frames: u32,
     pub peak: PeakSettings,
     /// Maximum exam length whose curve is kept, seconds; the curve stops there with a
@@ -271,7 +272,10 @@ impl ExamSession {
                 if let Err(error) = detector.push(frame) {
                     log::warn!("layout detection skipped frame {}: {error}", frame.index);
                 }
-                if detector.frames() >= self.config.detect_frames {
+                // Repeated frames do not count, so a still screen would hold detection
+                // up for ever: ten times as many pushed frames end it too.
+                let limit = self.config.detect_frames;
+                if detector.frames() >= limit || detector.pushed() >= limit.saturating_mul(10) {
                     self.finish_detection(frame, events);
                 }
             }
@@ -574,9 +578,14 @@ impl ExamSession {
             }
             return;
         }
-        if let Err(error) = t.tracker.push(frame) {
-            log::warn!("frame {} not measured: {error}", frame.index);
-            return;
+        match t.tracker.push(frame) {
+            Ok(Pushed::Measured) => {}
+            // A repeat changes nothing: the overlay keeps the previous frame's state.
+            Ok(Pushed::Repeat) => return,
+            Err(error) => {
+                log::warn!("frame {} not measured: {error}", frame.index);
+                return;
+            }
         }
         let Some(sample) = t.tracker.samples().last().copied() else {
             return;

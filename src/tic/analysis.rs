@@ -202,7 +202,8 @@ fn flat_limit(sigma: f64, level: f64, settings: &AnalysisSettings) -> f64 {
 fn empty_report(curve: &TicCurve, dynamic_range_db: f64) -> TicReport {
     TicReport {
         status: TicStatus::Ok,
-        frames: curve.samples.len(),
+        frames: curve.samples.len() + curve.repeated_frames,
+        repeated_frames: curve.repeated_frames,
         unflagged_frames: curve.flags.iter().filter(|f| f.is_empty()).count(),
         roi: curve.roi.to_array(),
         roi_pixels: curve.roi_pixels,

@@ -105,7 +105,7 @@ impl AutoRoi {
         }
     }
 
-    /// Assigns each frame of a whole-view curve its role in the map: unflagged frames of the
+    /// Assigns each sample of a whole-view curve its role in the map: unflagged frames of the
     /// baseline window, and unflagged frames within `peak_window_s` of the peak. Without
     /// a peak every frame is skipped.
     pub fn roles(

@@ -14,7 +14,8 @@ impl FrameFlags {
     /// The contrast view jumped far above its running median and came back: a
     /// destruction flash or a gain change.
     pub const FLASH: FrameFlags = FrameFlags(1);
-    /// The views are byte for byte identical to the previous frame: a frozen scanner.
+    /// The views have been byte for byte identical for longer than
+    /// [`FlagSettings::freeze_after_s`]: a frozen scanner.
     pub const FROZEN: FrameFlags = FrameFlags(2);
     /// The view is black: the probe is off the patient.
     pub const BLACK: FrameFlags = FrameFlags(4);
@@ -80,8 +81,15 @@ pub struct FlagSettings {
     /// Percentile of the black test, from 0 to 1. Default 0.99, so the sector's
     /// background and a few bright specks do not matter.
     pub black_percentile: f64,
-    /// Whether a frame identical to its predecessor is flagged frozen. Default true.
+    /// Whether frames that repeat their predecessor for longer than
+    /// [`FlagSettings::freeze_after_s`] are flagged frozen. Default true.
     pub detect_frozen: bool,
+    /// Seconds a run of identical frames may last before its frames count as a frozen
+    /// image. Shorter runs are what a capture card running faster than the scanner
+    /// delivers (a 10 fps image captured at 60 Hz repeats each frame six times), so their
+    /// repeats are skipped as no new sample rather than flagged. Default 0.5, longer than
+    /// one frame of a scanner at 2 fps or more.
+    pub freeze_after_s: f64,
 }
 
 impl Default for FlagSettings {
@@ -92,6 +100,7 @@ impl Default for FlagSettings {
             black_level: 12,
             black_percentile: 0.99,
             detect_frozen: true,
+            freeze_after_s: 0.5,
         }
     }
 }

@@ -22,7 +22,7 @@ pub use analysis::{analyse, AnalysisSettings, TicAnalysis};
 pub use flags::{FlagSettings, FrameFlags};
 pub use motion::MotionSettings;
 pub use report::{TicReport, TicStatus};
-pub use tracker::{FrameSample, TicCurve, TicTracker};
+pub use tracker::{FrameSample, Pushed, TicCurve, TicTracker};
 
 use crate::geometry::Rect;
 

@@ -158,7 +158,7 @@ pub fn run(
         tracker.reserve(frames.min(MAX_RESERVED_SAMPLES) as usize);
     }
     each_frame(&mut open, |frame| {
-        tracker.push(frame).map_err(PipelineError::from)
+        tracker.push(frame).map(drop).map_err(PipelineError::from)
     })?;
     let curve = tracker.finish();
     let settings = &options.settings;
@@ -272,7 +272,7 @@ fn auto_roi(
     let settings = &options.settings;
     let mut tracker = TicTracker::new(layout, layout.contrast, settings.clone())?;
     each_frame(open, |frame| {
-        tracker.push(frame).map_err(PipelineError::from)
+        tracker.push(frame).map(drop).map_err(PipelineError::from)
     })?;
     let curve = tracker.finish();
     let report = super::analyse(&curve, settings.dynamic_range_db, &settings.analysis).report;
@@ -280,12 +280,16 @@ fn auto_roi(
 
     let table = PowerTable::new(settings.dynamic_range_db)?;
     let mut map = AutoRoi::new(layout, table, options.auto_roi.clone());
+    // One role per sample; frames the tracker skipped as repeats have none.
     let mut position = 0;
     each_frame(open, |frame| {
-        if let Some(&role) = roles.get(position) {
-            map.push(frame, role)?;
+        let Some(sample) = curve.samples.get(position) else {
+            return Ok(());
+        };
+        if sample.index == frame.index {
+            map.push(frame, roles[position])?;
+            position += 1;
         }
-        position += 1;
         Ok(())
     })?;
     match map.propose() {

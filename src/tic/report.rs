@@ -159,7 +159,13 @@ pub struct FlagReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct TicReport {
     pub status: TicStatus,
+    /// Frames given to the tracker, repeats included.
     pub frames: usize,
+    /// Frames skipped as short repeats of the frame before them (within
+    /// `freeze_after_s`), as from a capture card running faster than the scanner draws.
+    /// Every other frame was measured.
+    pub repeated_frames: usize,
+    /// Measured frames without a flag.
     pub unflagged_frames: usize,
     /// `[x, y, w, h]` in full-frame pixels.
     pub roi: [u32; 4],

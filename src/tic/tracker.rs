@@ -29,7 +29,8 @@ pub struct FrameSample {
     pub view_power: f64,
     /// Grey level at the black-test percentile of the tissue view.
     pub tissue_percentile: u8,
-    /// The views are identical to the previous frame's.
+    /// The views are identical to the previous frame's, and have been for longer than
+    /// [`super::flags::FlagSettings::freeze_after_s`].
     pub same_as_previous: bool,
     /// Block match against the reference, when one was made.
     pub motion: Option<MotionEstimate>,
@@ -43,7 +44,20 @@ pub struct TicCurve {
     pub roi_pixels: u64,
     pub samples: Vec<FrameSample>,
     pub flags: Vec<FrameFlags>,
+    /// Frames skipped as short repeats of the frame before them, not in `samples`.
+    pub repeated_frames: usize,
     pub warnings: Vec<String>,
+}
+
+/// What [`TicTracker::push`] did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The frame was measured and its sample appended.
+    Measured,
+    /// The frame's views repeat the previous frame's within
+    /// [`super::flags::FlagSettings::freeze_after_s`]: the capture runs faster than the
+    /// scanner draws, so the frame is no new sample and was skipped.
+    Repeat,
 }
 
 /// Builds the time-intensity curve of one ROI frame by frame.
@@ -60,6 +74,9 @@ pub struct TicTracker {
     contrast_histogram: Histogram,
     tissue_histogram: Histogram,
     previous_hash: Option<u64>,
+    /// Time of the first frame of the current run of identical views.
+    run_start_s: f64,
+    repeated_frames: usize,
     samples: Vec<FrameSample>,
     warnings: Vec<String>,
 }
@@ -111,6 +128,8 @@ impl TicTracker {
             contrast_histogram: Histogram::default(),
             tissue_histogram: Histogram::default(),
             previous_hash: None,
+            run_start_s: f64::NEG_INFINITY,
+            repeated_frames: 0,
             samples: Vec::new(),
             warnings,
             settings,
@@ -131,12 +150,28 @@ impl TicTracker {
         &self.samples
     }
 
-    /// Measures one frame and appends its sample.
+    /// Frames skipped so far as short repeats of the frame before them.
+    pub fn repeated_frames(&self) -> usize {
+        self.repeated_frames
+    }
+
+    /// Measures one frame and appends its sample, unless the frame is a short repeat of
+    /// the previous one (see [`Pushed::Repeat`]).
     ///
     /// Errors with [`TicError::FrameMismatch`] when the frame's size differs from the
     /// layout's or its buffer is shorter than its size requires.
-    pub fn push(&mut self, frame: &Frame) -> Result<(), TicError> {
+    pub fn push(&mut self, frame: &Frame) -> Result<Pushed, TicError> {
         self.check_frame(frame)?;
+
+        let hash = self.views_hash(frame);
+        let same_as_previous = self.previous_hash == Some(hash);
+        self.previous_hash = Some(hash);
+        if !same_as_previous {
+            self.run_start_s = frame.time_s;
+        } else if frame.time_s - self.run_start_s <= self.settings.flags.freeze_after_s {
+            self.repeated_frames += 1;
+            return Ok(Pushed::Repeat);
+        }
 
         let (mean_grey, power) = self.roi_means(frame);
 
@@ -151,10 +186,6 @@ impl TicTracker {
             None => &self.contrast_histogram,
         };
         let tissue_percentile = tissue.percentile(self.settings.flags.black_percentile);
-
-        let hash = self.views_hash(frame);
-        let same_as_previous = self.previous_hash == Some(hash);
-        self.previous_hash = Some(hash);
 
         // NOTE: a single contrast-only view that is truly black before the bolus
         // arrives looks like a lifted probe, so those frames are flagged black.
@@ -174,7 +205,7 @@ impl TicTracker {
             same_as_previous,
             motion,
         });
-        Ok(())
+        Ok(Pushed::Measured)
     }
 
     /// Decides the flags of every frame and returns the curve.
@@ -197,6 +228,7 @@ impl TicTracker {
             roi_pixels: self.roi_pixels,
             samples: self.samples.clone(),
             flags,
+            repeated_frames: self.repeated_frames,
             warnings,
         }
     }

@@ -260,6 +260,9 @@ fn analyze_real_sonosite_cine() {
     );
     let result = read_json(&out.join("result.json"));
     assert_eq!(result["frames"], 120);
+    // The recording repeats some frames exactly; those are skipped, never flagged.
+    let repeated = result["repeated_frames"].as_u64().unwrap();
+    assert!(repeated < 120, "{repeated}");
     assert!(result["scores"]["probability"].is_f64());
     assert!(out.join("overlay.png").exists());
 }

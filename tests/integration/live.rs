@@ -197,6 +197,48 @@ fn session_gives_arrival_peak_result_in_order() {
 }
 
 #[test]
+fn repeated_capture_frames_stay_reliable() {
+    // A capture card at 60 Hz on a 15 fps scanner delivers every frame four times.
+    let config = phantom_config(3);
+    let phantom = Phantom::new(config.clone()).unwrap();
+    let truth = phantom.truth().clone();
+    let session_config = SessionConfig {
+        roi: RoiChoice::Rect(truth.lesion_roi),
+        frame_rate: Some(4.0 * config.fps),
+        ..SessionConfig::default()
+    };
+    let mut session = ExamSession::new(session_config, BTreeMap::new());
+    let mut inference = DelayedInference::new(Duration::from_millis(1));
+    let mut source = PhantomSource::new(phantom);
+    let mut events = EventLog::default();
+    let (mut frame, mut overlay) = (Frame::empty(), Frame::empty());
+    session.begin(&mut events);
+    while source.read_frame(&mut frame).unwrap() {
+        let (index, time_s) = (frame.index, frame.time_s);
+        for copy in 0..4 {
+            frame.index = 4 * index + copy;
+            frame.time_s = time_s + copy as f64 / (4.0 * config.fps);
+            session.process_frame(&frame, &mut overlay, &mut inference, &mut events);
+        }
+    }
+    session.finish(&mut inference, &mut events, Duration::from_secs(10));
+
+    assert_eq!(kinds(&events), ["arrival", "peak", "result"]);
+    let job = &inference.jobs[0];
+    assert_eq!(job.frame % 4, 0, "the peak is a repeat: frame {}", job.frame);
+    check_peak_frame(&truth, job.frame / 4);
+    assert!(
+        !job.quality.reasons.iter().any(|r| r.contains("flagged")),
+        "{:?}",
+        job.quality.reasons
+    );
+    let frozen = events.events.iter().any(|e| {
+        matches!(e, Event::Warning { message, .. } if message.contains("frozen"))
+    });
+    assert!(!frozen);
+}
+
+#[test]
 fn new_exam_drops_stale_results() {
     // The first exam's job takes 2 s; new_exam arrives while it runs, so its result
     // must never be reported for the second exam.

@@ -4,7 +4,7 @@ use ceus_edge::frame::{Frame, PixelFormat};
 use ceus_edge::geometry::Rect;
 use ceus_edge::layout::{DetectSettings, Layout, LayoutDetector, LayoutKind};
 use ceus_edge::tic::linearise::power_to_grey;
-use ceus_edge::tic::{FrameFlags, TicCurve, TicSettings, TicTracker};
+use ceus_edge::tic::{FrameFlags, Pushed, TicCurve, TicSettings, TicTracker};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
@@ -14,7 +14,8 @@ use rand_distr::{Distribution, Exp1};
 enum Event {
     /// Contrast view 30 times brighter.
     Flash,
-    /// Both views copied from the previous frame.
+    /// Both views copied from the previous frame: a repeat, and a frozen image once the
+    /// copies last longer than `FlagSettings::freeze_after_s`.
     Frozen,
     /// Both views black.
     Black,
@@ -265,6 +266,56 @@ fn flagged(curve: &TicCurve, flag: FrameFlags) -> Vec<u64> {
         .collect()
 }
 
+/// The frames of `screen` as a capture card at six times the scanner's rate delivers
+/// them: each one six times, numbered and timed as captured.
+fn captured_six_times(screen: &mut Screen, frames: u64) -> Vec<Frame> {
+    let mut captured = Vec::new();
+    for index in 0..frames {
+        let frame = screen.render(index);
+        for copy in 0..6 {
+            let mut repeat = frame.clone();
+            repeat.index = index * 6 + copy;
+            repeat.time_s = frame.time_s + copy as f64 / (6.0 * screen.fps);
+            captured.push(repeat);
+        }
+    }
+    captured
+}
+
+#[test]
+fn faster_capture_gives_same_curve() {
+    let frames = 120;
+    let roi = Screen::new(3).lesion_roi();
+    let scanner = track(&mut Screen::new(3), frames, roi);
+
+    let mut screen = Screen::new(3);
+    let mut tracker = TicTracker::new(&screen.layout(), roi, TicSettings::default()).unwrap();
+    let mut measured = 0;
+    for frame in captured_six_times(&mut screen, frames) {
+        if tracker.push(&frame).unwrap() == Pushed::Measured {
+            measured += 1;
+        }
+    }
+    let captured = tracker.finish();
+
+    assert_eq!(measured, frames);
+    assert_eq!(captured.repeated_frames, 5 * frames as usize);
+    assert_eq!(captured.samples.len(), scanner.samples.len());
+    for (a, b) in captured.samples.iter().zip(&scanner.samples) {
+        assert_eq!(a.index, 6 * b.index);
+        assert_eq!(a.time_s, b.time_s);
+        assert_eq!(a.power, b.power);
+    }
+    assert_eq!(captured.flags, scanner.flags);
+    let settings = TicSettings::default();
+    let peak = |curve: &TicCurve| {
+        let report = ceus_edge::tic::analyse(curve, 60.0, &settings.analysis).report;
+        report.peak.map(|p| p.time_s)
+    };
+    assert!(peak(&scanner).is_some());
+    assert_eq!(peak(&captured), peak(&scanner));
+}
+
 #[test]
 fn clean_speckle_has_no_flags() {
     let mut screen = Screen::new(1);
@@ -281,19 +332,30 @@ fn injected_events_are_flagged() {
     let mut screen = Screen::new(2);
     screen.events = vec![
         (30, Event::Flash),
-        (45, Event::Frozen),
         (60, Event::Black),
         (61, Event::Black),
         (75, Event::Motion(6, 0)),
         (76, Event::Motion(-4, 5)),
     ];
+    // Frames 45 to 51 repeat frame 44 at 10 fps: up to 0.5 s they are repeats, after
+    // that a frozen image.
+    screen
+        .events
+        .extend((45..=51).map(|index| (index, Event::Frozen)));
     let roi = screen.lesion_roi();
     let curve = track(&mut screen, 100, roi);
     assert_eq!(flagged(&curve, FrameFlags::FLASH), vec![30]);
-    assert_eq!(flagged(&curve, FrameFlags::FROZEN), vec![45]);
-    assert_eq!(flagged(&curve, FrameFlags::BLACK), vec![60, 61]);
+    assert_eq!(flagged(&curve, FrameFlags::FROZEN), vec![50, 51]);
+    // Frame 61 repeats the black frame 60 byte for byte, so it is a repeat too.
+    assert_eq!(curve.repeated_frames, 6);
+    let measured: Vec<u64> = curve.samples.iter().map(|s| s.index).collect();
+    for repeat in [45, 46, 47, 48, 49, 61] {
+        assert!(!measured.contains(&repeat), "frame {repeat} measured");
+    }
+    assert_eq!(flagged(&curve, FrameFlags::BLACK), vec![60]);
     assert_eq!(flagged(&curve, FrameFlags::MOTION), vec![75, 76]);
-    let motion = curve.samples[75].motion.unwrap();
+    let sample = curve.samples.iter().find(|s| s.index == 75).unwrap();
+    let motion = sample.motion.unwrap();
     assert_eq!((motion.dx, motion.dy), (6, 0));
 }
 
@@ -490,6 +552,7 @@ mod analysis {
             roi_pixels: 100,
             samples,
             flags: flags.to_vec(),
+            repeated_frames: 0,
             warnings: Vec::new(),
         }
     }
@@ -641,7 +704,9 @@ mod analysis {
             peak.time_s
         );
         assert!(![63, 64, 65, 66].contains(&peak.frame_index));
-        assert_eq!(report.flags.counts.flagged, 4);
+        // Frame 65 repeats frame 64 for 0.1 s: skipped as a repeat, not flagged.
+        assert_eq!(report.flags.counts.flagged, 3);
+        assert_eq!(report.repeated_frames, 1);
     }
 }
 
@@ -730,6 +795,26 @@ mod layout {
             layout.contrast
         );
         assert!(layout.contrast.w >= 136);
+    }
+
+    #[test]
+    fn repeated_frames_find_same_layout() {
+        let expected = detect(&mut Screen::new(11), 12);
+        let mut screen = Screen::new(11);
+        let mut detector =
+            LayoutDetector::new(screen.width, screen.height, DetectSettings::default());
+        for index in 0..12 {
+            let frame = screen.render(index * 5);
+            for _ in 0..6 {
+                detector.push(&frame).unwrap();
+            }
+        }
+        assert_eq!(detector.frames(), 12);
+        assert_eq!(detector.pushed(), 72);
+        let layout = detector.detect(&[]);
+        assert_eq!(layout.kind, LayoutKind::Dual);
+        assert_eq!(layout.contrast, expected.contrast);
+        assert_eq!(layout.bmode, expected.bmode);
     }
 
     #[test]
