@@ -327,6 +327,13 @@ fn optimise(path: &Path, options: &LoadOptions) -> Result<Arc<TypedRunnableModel
         .map_err(tract_error(context("fixing the 1x3x224x224 input of")))?
         .into_optimized()
         .map_err(tract_error(context("optimising")))?;
+    if log::log_enabled!(log::Level::Debug) {
+        let mut ops = std::collections::BTreeMap::<String, usize>::new();
+        for node in model.nodes() {
+            *ops.entry(node.op.name().to_string()).or_default() += 1;
+        }
+        log::debug!("optimised plan of {}: {ops:?}", path.display());
+    }
 
     let executor = if threads > 1 {
         Executor::multithread(threads)

@@ -1,5 +1,5 @@
-//! The fused node as tract sees it: an ONNX parser, an inference-time expansion, and the
-//! typed operator that calls [`Int8Conv`].
+//! The fused node in tract: an ONNX parser, an inference-time expansion, and the typed
+//! operator that calls [`Int8Conv`].
 
 use std::cell::RefCell;
 
@@ -158,6 +158,7 @@ impl Expansion for QConvExpansion {
             "{prefix}: weights {weight_dims:?} do not match the kernel {:?}",
             self.kernel
         );
+
         let weights = constant::<i8>(model, inputs[1], "the weights")?;
         let weight_scales = constant::<f32>(model, inputs[2], "the weight scales")?;
         let mut next = 3;
@@ -174,6 +175,7 @@ impl Expansion for QConvExpansion {
         } else {
             None
         };
+
         let conv = Int8Conv::new(Int8ConvParams {
             shape: ConvShape {
                 in_channels: dims[1],
@@ -213,7 +215,7 @@ pub struct QConv {
 }
 
 impl QConv {
-    /// The convolution this operator runs.
+    /// Returns the convolution this operator runs.
     pub fn conv(&self) -> &Int8Conv {
         &self.conv
     }

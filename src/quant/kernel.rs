@@ -27,17 +27,131 @@ use tract_linalg::pack::{PackedFormat, PackedI8K4};
 use tract_linalg::MmmDispatch;
 use tract_onnx::prelude::*;
 
-/// Largest magnitude for which adding and removing 1.5 * 2^23 rounds an f32 to an integer.
-const ROUND_LIMIT: f32 = 4_194_304.0;
+/// Adding and removing 1.5 * 2^23 rounds an f32 of magnitude up to 2^22 to an integer.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 /// Bytes read past the end of the quantised input by whole-panel copies.
 const SLACK: usize = 256;
 
-/// Rounds half to even, for |x| <= [`ROUND_LIMIT`]; vectorises, unlike `round_ties_even`
+/// Rounds half to even, for |x| <= 2^22; vectorises, unlike `round_ties_even`
 /// on a baseline x86_64 target.
 #[inline(always)]
 fn round_even(x: f32) -> f32 {
     (x + ROUND_MAGIC) - ROUND_MAGIC
+}
+
+/// Runs `$body` compiled for AVX2 when the CPU has it, else for the baseline target.
+/// `$body` must be an `#[inline(always)]` function, so that it is compiled into both.
+macro_rules! with_avx2 {
+    ($avx2:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
+            // the same safe code as `$body`.
+            unsafe { $avx2($($arg),*) };
+            return;
+        }
+        $body($($arg),*)
+    }};
+}
+
+/// The quantisation of one input row: `round((x * scale + shift) * inv)` clamped to
+/// `bounds`, stored as a byte with `offset` added. The affine and the division by the
+/// scale stay two steps, in the graph's order, so that rounding ties fall as in
+/// onnxruntime.
+#[derive(Clone, Copy)]
+struct QuantiseRow {
+    scale: f32,
+    shift: f32,
+    inv: f32,
+    bounds: (f32, f32),
+    offset: u8,
+}
+
+impl QuantiseRow {
+    fn run(self, src: &[f32], dst: &mut [u8]) {
+        let row = self;
+        with_avx2!(quantise_avx2, quantise_row, (row: QuantiseRow, src: &[f32], dst: &mut [u8]))
+    }
+}
+
+#[inline(always)]
+fn quantise_row(row: QuantiseRow, src: &[f32], dst: &mut [u8]) {
+    let (lo, hi) = row.bounds;
+    for (d, &x) in dst.iter_mut().zip(src) {
+        let v = (x * row.scale + row.shift) * row.inv;
+        let v = if v > lo { v } else { lo };
+        let v = if v < hi { v } else { hi };
+        // The low byte of the magic sum is the rounded value modulo 256.
+        *d = ((v + ROUND_MAGIC).to_bits() as u8).wrapping_add(row.offset);
+    }
+}
+
+/// The requantisation of one output channel's accumulators.
+#[derive(Clone, Copy)]
+struct RequantiseRow {
+    correction: i32,
+    multiplier: f32,
+    bounds: (f32, f32),
+    scale: f32,
+}
+
+impl RequantiseRow {
+    fn run(self, acc: &[i32], out: &mut [f32]) {
+        let row = self;
+        with_avx2!(requantise_avx2, requantise_row, (row: RequantiseRow, acc: &[i32], out: &mut [f32]))
+    }
+}
+
+#[inline(always)]
+fn requantise_row(row: RequantiseRow, acc: &[i32], out: &mut [f32]) {
+    let (lo, hi) = row.bounds;
+    for (o, &a) in out.iter_mut().zip(acc) {
+        let v = (a + row.correction) as f32 * row.multiplier;
+        let v = if v > lo { v } else { lo };
+        let v = if v < hi { v } else { hi };
+        *o = round_even(v) * row.scale;
+    }
+}
+
+/// Copies the `R`-lane chunks of `words` (one per panel, the last maybe partial) to
+/// offset `at` of consecutive panels of `panel_bytes`, zeroing the lanes past the end.
+fn scatter_panels<const R: usize>(words: &[u8], dst: &mut [u8], panel_bytes: usize, at: usize) {
+    let mut chunks = words.chunks_exact(4 * R);
+    let mut panels = dst.chunks_exact_mut(panel_bytes);
+    for (chunk, panel) in (&mut chunks).zip(&mut panels) {
+        panel[at..at + 4 * R].copy_from_slice(chunk);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        if let Some(panel) = panels.next() {
+            let block = &mut panel[at..at + 4 * R];
+            block[..tail.len()].copy_from_slice(tail);
+            block[tail.len()..].fill(0);
+        }
+    }
+}
+
+/// Interleaves four rows of `dst.len() / 4` bytes, stored one after the other in `lanes`,
+/// into `dst`: byte `4 * i + j` is byte `i` of row `j`.
+fn interleave4(lanes: &[u8], dst: &mut [u8]) {
+    with_avx2!(interleave4_avx2, interleave4_impl, (lanes: &[u8], dst: &mut [u8]))
+}
+
+#[inline(always)]
+fn interleave4_impl(lanes: &[u8], dst: &mut [u8]) {
+    let len = dst.len() / 4;
+    let (a, rest) = lanes.split_at(len);
+    let (b, rest) = rest.split_at(len);
+    let (c, d) = rest.split_at(len);
+    for (i, out) in dst.chunks_exact_mut(4).enumerate() {
+        let word = a[i] as u32 | (b[i] as u32) << 8 | (c[i] as u32) << 16 | (d[i] as u32) << 24;
+        out.copy_from_slice(&word.to_le_bytes());
+    }
 }
 
 /// Scale and zero point of an 8-bit quantised tensor.
@@ -124,12 +238,18 @@ enum PanelLayout {
 pub struct Int8Conv {
     shape: ConvShape,
     output: [usize; 2],
-    prologue: Prologue,
+    /// Per input channel: the affine, or 1 and 0 without one.
+    input_affine: (Vec<f32>, Vec<f32>),
+    /// 1 / x_scale.
     input_scale_inv: f32,
-    input_zero_point: f32,
-    input_range: (f32, f32),
-    /// Subtracted from the quantised input to bring a u8 into i8.
-    input_shift: i32,
+    /// Clamp bounds of `(x * scale + shift) / x_scale`, relative to the zero point: the
+    /// type's range and the Relu, if any.
+    input_bounds: (f32, f32),
+    /// The input byte of a real 0, which pads the borders.
+    input_pad: u8,
+    /// Added to the rounded value to give the stored byte: the zero point, minus 128 for
+    /// a u8 input, since the kernels multiply i8 by i8.
+    input_offset: u8,
     /// Per output channel: bias plus the zero-point and shift correction.
     correction: Vec<i32>,
     /// Per output channel: x_scale * w_scale / y_scale.
@@ -172,8 +292,37 @@ pub struct Int8ConvParams<'a> {
 }
 
 impl Int8Conv {
-    /// Checks the parameters, picks the kernel and packs the weights for it.
+    /// Checks the parameters, picks the kernel tract-linalg prefers for the shape on this
+    /// machine and packs the weights for it.
     pub fn new(params: Int8ConvParams) -> TractResult<Int8Conv> {
+        let shape = params.shape;
+        let output = shape.output_size().with_context(|| {
+            format!("kernel {:?} does not fit the input {shape:?}", shape.kernel)
+        })?;
+        let n = output[0] * output[1];
+        let query = Query::plain(
+            DatumType::I32,
+            Some(shape.out_channels),
+            Some(shape.depth()),
+            Some(n),
+        );
+        let (mmm, packing, extractor) = MmmDispatch::native()
+            .pick(&query)
+            .context("tract-linalg has no i8 x i8 -> i32 matrix kernel on this machine")?;
+        ensure!(
+            extractor.is_none(),
+            "kernel {} needs a panel extractor for i8 weights",
+            mmm.name()
+        );
+        Int8Conv::with_kernel(params, mmm, packing)
+    }
+
+    /// Like [`Int8Conv::new`], with the kernel and its packing index given.
+    pub fn with_kernel(
+        params: Int8ConvParams,
+        mmm: Box<dyn MatMatMul>,
+        packing: usize,
+    ) -> TractResult<Int8Conv> {
         let shape = params.shape;
         let output = shape.output_size().with_context(|| {
             format!("kernel {:?} does not fit the input {shape:?}", shape.kernel)
@@ -209,6 +358,17 @@ impl Int8Conv {
 
         let (lo, hi) = params.input.range();
         let input_shift = if params.input.signed { 0 } else { 128 };
+        let input_affine = match &params.prologue.affine {
+            Some((scale, shift)) => (scale.clone(), shift.clone()),
+            None => (vec![1.0; c], vec![0.0; c]),
+        };
+        let mut input_bounds = (
+            (lo - params.input.zero_point) as f32,
+            (hi - params.input.zero_point) as f32,
+        );
+        if params.prologue.relu {
+            input_bounds.0 = input_bounds.0.max(0.0);
+        }
         let (out_lo, out_hi) = params.output.range();
         let mut output_range = (
             (out_lo - params.output.zero_point) as f32,
@@ -234,16 +394,6 @@ impl Int8Conv {
             .map(|row| params.input.scale * scale_of(row) / params.output.scale)
             .collect();
 
-        let n = output[0] * output[1];
-        let query = Query::plain(DatumType::I32, Some(m), Some(depth), Some(n));
-        let (mmm, packing, extractor) = MmmDispatch::native()
-            .pick(&query)
-            .context("tract-linalg has no i8 x i8 -> i32 matrix kernel on this machine")?;
-        ensure!(
-            extractor.is_none(),
-            "kernel {} needs a panel extractor for i8 weights",
-            mmm.name()
-        );
         let (a_format, b_format) = &mmm.packings()[packing];
         let layout = panel_layout(&**b_format, depth)
             .with_context(|| format!("unsupported B packing {b_format} of {}", mmm.name()))?;
@@ -252,11 +402,11 @@ impl Int8Conv {
         Ok(Int8Conv {
             shape,
             output,
-            prologue: params.prologue,
+            input_affine,
             input_scale_inv: params.input.scale.recip(),
-            input_zero_point: params.input.zero_point as f32,
-            input_range: (lo as f32, hi as f32),
-            input_shift,
+            input_bounds,
+            input_pad: (params.input.zero_point - input_shift) as u8,
+            input_offset: (params.input.zero_point - input_shift) as u8,
             correction,
             multiplier,
             output_range,
@@ -265,7 +415,7 @@ impl Int8Conv {
             weights,
             b_format: b_format.clone(),
             layout,
-            mmm: mmm.clone(),
+            mmm,
         })
     }
 
@@ -299,8 +449,7 @@ impl Int8Conv {
             m * n
         );
 
-        self.quantise(input, &mut scratch.quantised);
-        let packed = self.pack(&scratch.quantised, &mut scratch.panels)?;
+        let packed = self.pack(input, scratch)?;
         // SAFETY: i32 has no invalid bit patterns, and the kernel stores every element.
         let mut acc = unsafe { Tensor::uninitialized::<i32>(&[m, n])? };
         // SAFETY: the store spec describes `acc` (row stride n, column stride 1, i32
@@ -325,69 +474,49 @@ impl Int8Conv {
         Ok(())
     }
 
-    /// Step 1: writes the quantised, padded, channel-interleaved input into `out`.
-    fn quantise(&self, input: &[f32], out: &mut Vec<u8>) {
+    /// Step 1: writes the quantised, padded, channel-interleaved input into `out`;
+    /// `lanes` holds four quantised rows before they are interleaved.
+    #[inline(never)]
+    fn quantise(&self, input: &[f32], out: &mut Vec<u8>, lanes: &mut Vec<u8>) {
         let s = &self.shape;
         let [hp, wp] = s.padded();
         let blocks = s.channel_blocks();
-        let pad = (self.input_zero_point as i32 - self.input_shift) as i8 as u8;
+        let pad = self.input_pad;
+        // Without padding the rows of a plane are contiguous in the output too.
+        let unpadded = s.pads == [0; 4];
+        let (rows, row_len) = if unpadded {
+            (1, s.height * s.width)
+        } else {
+            (s.height, s.width)
+        };
         out.clear();
         out.resize(blocks * hp * wp * 4 + SLACK, pad);
-        let plane = s.height * s.width;
-        let mut rows = vec![[pad; 4]; s.width];
+        lanes.clear();
+        lanes.resize(4 * row_len, pad);
         for block in 0..blocks {
-            for y in 0..s.height {
-                for lane in 0..4 {
-                    let channel = block * 4 + lane;
-                    if channel >= s.in_channels {
-                        rows.iter_mut().for_each(|r| r[lane] = pad);
-                        continue;
-                    }
-                    let src = &input[channel * plane + y * s.width..][..s.width];
-                    let (scale, shift) = match &self.prologue.affine {
-                        Some((scale, shift)) => (scale[channel], shift[channel]),
-                        None => (1.0, 0.0),
-                    };
-                    self.quantise_row(src, scale, shift, &mut rows, lane);
-                }
-                let start = ((block * hp + y + s.pads[0]) * wp + s.pads[1]) * 4;
-                let dst = &mut out[start..][..s.width * 4];
-                for (d, r) in dst.chunks_exact_mut(4).zip(&rows) {
-                    d.copy_from_slice(r);
-                }
+            for row in 0..rows {
+                self.quantise_block(input, block, row * row_len, row_len, lanes);
+                let start = ((block * hp + row + s.pads[0]) * wp + s.pads[1]) * 4;
+                interleave4(lanes, &mut out[start..][..row_len * 4]);
             }
         }
     }
 
-    #[inline]
-    fn quantise_row(&self, src: &[f32], scale: f32, shift: f32, rows: &mut [[u8; 4]], lane: usize) {
-        let relu = if self.prologue.relu { 0.0 } else { f32::MIN };
-        let inv = self.input_scale_inv;
-        let zp = self.input_zero_point;
-        let (lo, hi) = self.input_range;
-        let offset = self.input_shift;
-        for (r, &x) in rows.iter_mut().zip(src) {
-            let v = (x * scale + shift).max(relu);
-            let q = round_even((v * inv).clamp(-ROUND_LIMIT, ROUND_LIMIT));
-            let q = (q + zp).clamp(lo, hi) as i32 - offset;
-            r[lane] = q as i8 as u8;
-        }
-    }
-
     /// Step 2: im2col of the quantised input into the kernel's panels.
-    fn pack(
-        &self,
-        quantised: &[u8],
-        panels: &mut Option<Arc<Blob>>,
-    ) -> TractResult<EagerPackedInput> {
+    /// Steps 1 and 2: quantises the input and lays it out in the kernel's panels.
+    fn pack(&self, input: &[f32], scratch: &mut Scratch) -> TractResult<EagerPackedInput> {
         let n = self.output[0] * self.output[1];
         let depth = self.shape.depth();
         let (r, panel_bytes) = match self.layout {
             PanelLayout::KInner4 { r } => (r, depth * r),
             PanelLayout::KMajor { r, panel } => (r, panel),
         };
-        let count = n.div_ceil(r);
-        let bytes = count * panel_bytes;
+        let bytes = n.div_ceil(r) * panel_bytes;
+        let Scratch {
+            quantised,
+            lanes,
+            panels,
+        } = scratch;
         let reusable = panels
             .as_mut()
             .and_then(Arc::get_mut)
@@ -402,8 +531,17 @@ impl Int8Conv {
             .context("panel buffer is shared")?;
         let dst = &mut blob.as_bytes_mut()[..bytes];
         match self.layout {
-            PanelLayout::KInner4 { r } => self.pack_k_inner4(quantised, dst, r),
-            PanelLayout::KMajor { r, panel } => self.pack_k_major(quantised, dst, r, panel),
+            PanelLayout::KInner4 { r } if self.is_pointwise() => {
+                self.quantise_into_panels(input, dst, r, lanes, quantised)
+            }
+            PanelLayout::KInner4 { r } => {
+                self.quantise(input, quantised, lanes);
+                self.pack_k_inner4(quantised, dst, r)
+            }
+            PanelLayout::KMajor { r, panel } => {
+                self.quantise(input, quantised, lanes);
+                self.pack_k_major(quantised, dst, r, panel)
+            }
         }
         Ok(EagerPackedInput {
             fact: PackedExoticFact {
@@ -415,6 +553,76 @@ impl Int8Conv {
             panel_bytes,
             mn: n,
         })
+    }
+
+    /// A 1x1 convolution with stride 1 and no padding: the im2col matrix is the input.
+    fn is_pointwise(&self) -> bool {
+        let s = &self.shape;
+        s.kernel == [1, 1] && s.strides == [1, 1] && s.pads == [0; 4]
+    }
+
+    /// Steps 1 and 2 at once for a pointwise convolution on a K=4-inner kernel: each block
+    /// of 4 channels, once quantised and interleaved, is cut into the panels directly.
+    fn quantise_into_panels(
+        &self,
+        input: &[f32],
+        dst: &mut [u8],
+        r: usize,
+        lanes: &mut Vec<u8>,
+        words: &mut Vec<u8>,
+    ) {
+        let s = &self.shape;
+        let plane = s.height * s.width;
+        let panel_bytes = s.channel_blocks() * 4 * r;
+        lanes.clear();
+        lanes.resize(4 * plane, self.input_pad);
+        words.clear();
+        words.resize(4 * plane, 0);
+        for block in 0..s.channel_blocks() {
+            self.quantise_block(input, block, 0, plane, lanes);
+            interleave4(lanes, words);
+            let at = block * 4 * r;
+            match r {
+                8 => scatter_panels::<8>(words, dst, panel_bytes, at),
+                16 => scatter_panels::<16>(words, dst, panel_bytes, at),
+                _ => {
+                    for (chunk, panel) in words.chunks(4 * r).zip(dst.chunks_mut(panel_bytes)) {
+                        let block = &mut panel[at..][..4 * r];
+                        block[..chunk.len()].copy_from_slice(chunk);
+                        block[chunk.len()..].fill(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Quantises `row_len` values from `start` of each of the 4 channels of `block` into
+    /// the 4 rows of `lanes`; channels past the last one get the padding byte.
+    fn quantise_block(
+        &self,
+        input: &[f32],
+        block: usize,
+        start: usize,
+        row_len: usize,
+        lanes: &mut [u8],
+    ) {
+        let s = &self.shape;
+        let plane = s.height * s.width;
+        for (lane, dst) in lanes.chunks_exact_mut(row_len).enumerate() {
+            let channel = block * 4 + lane;
+            if channel >= s.in_channels {
+                dst.fill(self.input_pad);
+                continue;
+            }
+            let row = QuantiseRow {
+                scale: self.input_affine.0[channel],
+                shift: self.input_affine.1[channel],
+                inv: self.input_scale_inv,
+                bounds: self.input_bounds,
+                offset: self.input_offset,
+            };
+            row.run(&input[channel * plane + start..][..row_len], dst);
+        }
     }
 
     /// Source offset, in 4-byte groups of the interleaved input, of each lane of panel `p`,
@@ -429,16 +637,67 @@ impl Int8Conv {
             let (oy, ox) = (pixel / self.output[1], pixel % self.output[1]);
             let offset = oy * sh * wp + ox * sw;
             match runs.last_mut() {
-                Some((first, count, start)) if *start + *count == offset => {
-                    let _ = first;
-                    *count += 1
-                }
+                Some((_, count, start)) if *start + *count == offset => *count += 1,
                 _ => runs.push((lane, 1, offset)),
             }
         }
     }
 
     fn pack_k_inner4(&self, quantised: &[u8], dst: &mut [u8], r: usize) {
+        match r {
+            8 => self.pack_k_inner4_r::<8>(quantised, dst),
+            16 => self.pack_k_inner4_r::<16>(quantised, dst),
+            _ => self.pack_k_inner4_any(quantised, dst, r),
+        }
+    }
+
+    /// The K=4-inner pack for a kernel `R` lanes wide: each lane is one u32 (4 channels).
+    #[inline(never)]
+    fn pack_k_inner4_r<const R: usize>(&self, quantised: &[u8], dst: &mut [u8]) {
+        let s = &self.shape;
+        let [hp, wp] = s.padded();
+        let [kh, kw] = s.kernel;
+        let blocks = s.channel_blocks() * kh * kw;
+        let panel_bytes = blocks * 4 * R;
+        let mut runs = Vec::with_capacity(R);
+        let mut masks: Vec<(usize, [bool; R])> = Vec::with_capacity(R);
+        for (p, panel) in dst.chunks_exact_mut(panel_bytes).enumerate() {
+            self.lane_runs(p, R, &mut runs);
+            let whole = runs.len() == 1 && runs[0].1 == R;
+            // Each run reads R whole lanes from where its first lane falls, and keeps its own.
+            masks.clear();
+            masks.extend(runs.iter().map(|&(lane, count, offset)| {
+                let mut mask = [false; R];
+                mask[lane..lane + count].fill(true);
+                (offset - lane, mask)
+            }));
+            for (kb, block) in panel.chunks_exact_mut(4 * R).enumerate() {
+                let kx = kb % kw;
+                let ky = (kb / kw) % kh;
+                let cb = kb / (kw * kh);
+                let base = (cb * hp + ky) * wp + kx;
+                if whole {
+                    let start = (base + runs[0].2) * 4;
+                    block.copy_from_slice(&quantised[start..start + 4 * R]);
+                    continue;
+                }
+                let mut lanes = [0u32; R];
+                for (start, mask) in &masks {
+                    let src = &quantised[(base + start) * 4..][..4 * R];
+                    for (e, lane) in lanes.iter_mut().enumerate() {
+                        let word = u32::from_le_bytes(src[4 * e..4 * e + 4].try_into().unwrap());
+                        *lane = if mask[e] { word } else { *lane };
+                    }
+                }
+                for (out, lane) in block.chunks_exact_mut(4).zip(lanes) {
+                    out.copy_from_slice(&lane.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn pack_k_inner4_any(&self, quantised: &[u8], dst: &mut [u8], r: usize) {
         let s = &self.shape;
         let [hp, wp] = s.padded();
         let [kh, kw] = s.kernel;
@@ -448,17 +707,11 @@ impl Int8Conv {
         for (p, panel) in dst.chunks_exact_mut(panel_bytes).enumerate() {
             self.lane_runs(p, r, &mut runs);
             let lanes: usize = runs.iter().map(|run| run.1).sum();
-            let whole = runs.len() == 1 && lanes == r;
             for (kb, block) in panel.chunks_exact_mut(4 * r).enumerate() {
                 let kx = kb % kw;
                 let ky = (kb / kw) % kh;
                 let cb = kb / (kw * kh);
                 let base = (cb * hp + ky) * wp + kx;
-                if whole {
-                    let start = (base + runs[0].2) * 4;
-                    block.copy_from_slice(&quantised[start..][..4 * r]);
-                    continue;
-                }
                 for &(lane, count, offset) in &runs {
                     let start = (base + offset) * 4;
                     block[lane * 4..][..count * 4]
@@ -469,6 +722,7 @@ impl Int8Conv {
         }
     }
 
+    #[inline(never)]
     fn pack_k_major(&self, quantised: &[u8], dst: &mut [u8], r: usize, panel_bytes: usize) {
         let s = &self.shape;
         let [hp, wp] = s.padded();
@@ -496,6 +750,7 @@ impl Int8Conv {
     }
 
     /// Step 4: i32 accumulators to dequantised f32 outputs, row by row.
+    #[inline(never)]
     fn requantise(&self, acc: &[i32], output: &mut [f32]) {
         let n = self.output[0] * self.output[1];
         let (lo, hi) = self.output_range;
@@ -507,10 +762,13 @@ impl Int8Conv {
         {
             let correction = self.correction[row];
             let multiplier = self.multiplier[row];
-            for (o, &a) in out.iter_mut().zip(acc) {
-                let v = ((a + correction) as f32 * multiplier).clamp(lo, hi);
-                *o = round_even(v) * scale;
-            }
+            let row = RequantiseRow {
+                correction,
+                multiplier,
+                bounds: (lo, hi),
+                scale,
+            };
+            row.run(acc, out);
         }
     }
 }
@@ -519,7 +777,22 @@ impl Int8Conv {
 #[derive(Default)]
 pub struct Scratch {
     quantised: Vec<u8>,
+    lanes: Vec<u8>,
     panels: Option<Arc<Blob>>,
+}
+
+/// Every runnable kernel with an i8 x i8 -> i32 packing this module can fill, as
+/// (kernel, packing index): what [`Int8Conv::with_kernel`] accepts on this machine.
+pub fn int8_kernels() -> Vec<(Box<dyn MatMatMul>, usize)> {
+    let query = Query::plain(DatumType::I32, None, None, None);
+    MmmDispatch::native()
+        .suitable(&query)
+        .into_iter()
+        .filter(|(mmm, packing, extractor)| {
+            extractor.is_none() && panel_layout(&*mmm.packings()[*packing].1, 4).is_some()
+        })
+        .map(|(mmm, packing, _)| (mmm, packing))
+        .collect()
 }
 
 fn panel_layout(format: &dyn MMMInputFormat, depth: usize) -> Option<PanelLayout> {
@@ -552,4 +825,277 @@ fn reorder_weights(weights: &[i8], shape: &ConvShape) -> Vec<i8> {
         }
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// One test case: shape, activation types and which optional parts are on.
+    struct Case {
+        shape: ConvShape,
+        input: QuantParams,
+        output: QuantParams,
+        bias: bool,
+        affine: bool,
+        pre_relu: bool,
+        post_relu: bool,
+    }
+
+    struct Data {
+        x: Vec<f32>,
+        weights: Vec<i8>,
+        scales: Vec<f32>,
+        bias: Option<Vec<i32>>,
+        affine: Option<(Vec<f32>, Vec<f32>)>,
+    }
+
+    fn data(case: &Case, seed: u64) -> Data {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let s = &case.shape;
+        let [kh, kw] = s.kernel;
+        let x = (0..s.in_channels * s.height * s.width)
+            .map(|_| rng.random_range(-3.0f32..5.0))
+            .collect();
+        let weights = (0..s.out_channels * s.in_channels * kh * kw)
+            .map(|_| rng.random_range(-127i32..=127) as i8)
+            .collect();
+        let scales = (0..s.out_channels)
+            .map(|_| rng.random_range(0.001f32..0.01))
+            .collect();
+        let bias = case.bias.then(|| {
+            (0..s.out_channels)
+                .map(|_| rng.random_range(-3000..3000))
+                .collect()
+        });
+        let affine = case.affine.then(|| {
+            let scale = (0..s.in_channels)
+                .map(|_| rng.random_range(0.2f32..2.0))
+                .collect();
+            let shift = (0..s.in_channels)
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect();
+            (scale, shift)
+        });
+        Data {
+            x,
+            weights,
+            scales,
+            bias,
+            affine,
+        }
+    }
+
+    fn params<'a>(case: &Case, data: &'a Data) -> Int8ConvParams<'a> {
+        Int8ConvParams {
+            shape: case.shape,
+            weights: &data.weights,
+            weight_scales: &data.scales,
+            bias: data.bias.as_deref(),
+            prologue: Prologue {
+                affine: data.affine.clone(),
+                relu: case.pre_relu,
+            },
+            input: case.input,
+            output: case.output,
+            post_relu: case.post_relu,
+        }
+    }
+
+    /// The QDQ graph's arithmetic written out directly: quantise, integer convolution with
+    /// the zero point subtracted and padding at real 0, bias, requantise, dequantise.
+    fn reference(case: &Case, data: &Data) -> Vec<f32> {
+        let s = &case.shape;
+        let [oh, ow] = s.output_size().unwrap();
+        let [kh, kw] = s.kernel;
+        let (lo, hi) = case.input.range();
+        let plane = s.height * s.width;
+        let q: Vec<i32> = data
+            .x
+            .iter()
+            .enumerate()
+            .map(|(ix, &x)| {
+                let c = ix / plane;
+                let mut v = match &data.affine {
+                    Some((scale, shift)) => x * scale[c] + shift[c],
+                    None => x,
+                };
+                if case.pre_relu {
+                    v = v.max(0.0);
+                }
+                let r = (v * case.input.scale.recip()).round_ties_even() as i32;
+                (r + case.input.zero_point).clamp(lo, hi)
+            })
+            .collect();
+        let (ylo, yhi) = case.output.range();
+        let mut out = vec![0.0; s.out_channels * oh * ow];
+        for m in 0..s.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = data.bias.as_ref().map_or(0, |b| b[m]);
+                    for c in 0..s.in_channels {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s.strides[0] + ky) as isize - s.pads[0] as isize;
+                                let ix = (ox * s.strides[1] + kx) as isize - s.pads[1] as isize;
+                                if iy < 0 || ix < 0 {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy as usize, ix as usize);
+                                if iy >= s.height || ix >= s.width {
+                                    continue;
+                                }
+                                let w = data.weights[((m * s.in_channels + c) * kh + ky) * kw + kx];
+                                let xq = q[c * plane + iy * s.width + ix] - case.input.zero_point;
+                                acc += w as i32 * xq;
+                            }
+                        }
+                    }
+                    let multiplier = case.input.scale * data.scales[m] / case.output.scale;
+                    let r = (acc as f32 * multiplier).round_ties_even() as i32;
+                    let yq = (r + case.output.zero_point).clamp(ylo, yhi);
+                    let mut y = (yq - case.output.zero_point) as f32 * case.output.scale;
+                    if case.post_relu {
+                        y = y.max(0.0);
+                    }
+                    out[(m * oh + oy) * ow + ox] = y;
+                }
+            }
+        }
+        out
+    }
+
+    fn u8_params(scale: f32, zero_point: i32) -> QuantParams {
+        QuantParams {
+            scale,
+            zero_point,
+            signed: false,
+        }
+    }
+
+    fn cases() -> Vec<Case> {
+        let shape = |c, hw: [usize; 2], m, kernel, strides, pads| ConvShape {
+            in_channels: c,
+            height: hw[0],
+            width: hw[1],
+            out_channels: m,
+            kernel,
+            strides,
+            pads,
+        };
+        vec![
+            // A dense layer's 3x3 convolution, 13 channels so the last block is partial.
+            Case {
+                shape: shape(13, [11, 11], 9, [3, 3], [1, 1], [1, 1, 1, 1]),
+                input: u8_params(0.03, 0),
+                output: u8_params(0.05, 131),
+                bias: true,
+                affine: true,
+                pre_relu: true,
+                post_relu: true,
+            },
+            // The stem: 7x7, stride 2, 3 channels, a zero point inside the range.
+            Case {
+                shape: shape(3, [20, 18], 16, [7, 7], [2, 2], [3, 3, 3, 3]),
+                input: u8_params(0.02, 114),
+                output: u8_params(0.07, 130),
+                bias: true,
+                affine: false,
+                pre_relu: false,
+                post_relu: false,
+            },
+            // A 1x1 convolution on a 7x7 map: panels straddle rows, the last one is partial.
+            Case {
+                shape: shape(64, [7, 7], 32, [1, 1], [1, 1], [0, 0, 0, 0]),
+                input: QuantParams {
+                    scale: 0.04,
+                    zero_point: -5,
+                    signed: true,
+                },
+                output: QuantParams {
+                    scale: 0.06,
+                    zero_point: 3,
+                    signed: true,
+                },
+                bias: false,
+                affine: true,
+                pre_relu: false,
+                post_relu: false,
+            },
+            // Uneven kernel, strides and pads.
+            Case {
+                shape: shape(8, [9, 10], 5, [2, 3], [2, 1], [0, 1, 2, 0]),
+                input: u8_params(0.05, 10),
+                output: u8_params(0.04, 128),
+                bias: true,
+                affine: false,
+                pre_relu: true,
+                post_relu: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kernel_matches_reference() {
+        let kernels = int8_kernels();
+        assert!(!kernels.is_empty(), "no int8 kernel runs on this machine");
+        let names: Vec<&str> = kernels.iter().map(|(mmm, _)| mmm.name()).collect();
+        eprintln!("int8 kernels under test: {names:?}");
+        for (case_ix, case) in cases().iter().enumerate() {
+            let data = data(case, case_ix as u64);
+            let expected = reference(case, &data);
+            for (mmm, packing) in &kernels {
+                let name = mmm.name().to_string();
+                let conv =
+                    Int8Conv::with_kernel(params(case, &data), mmm.clone(), *packing).unwrap();
+                let mut out = vec![f32::NAN; expected.len()];
+                conv.run(&data.x, &mut out, &mut Scratch::default())
+                    .unwrap();
+                for (ix, (got, want)) in out.iter().zip(&expected).enumerate() {
+                    assert_eq!(got, want, "case {case_ix}, kernel {name}, output {ix}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scratch_is_reused_across_shapes() {
+        let mut scratch = Scratch::default();
+        for (case_ix, case) in cases()
+            .iter()
+            .enumerate()
+            .rev()
+            .chain(cases().iter().enumerate())
+        {
+            let data = data(case, 100 + case_ix as u64);
+            let conv = Int8Conv::new(params(case, &data)).unwrap();
+            let expected = reference(case, &data);
+            let mut out = vec![f32::NAN; expected.len()];
+            conv.run(&data.x, &mut out, &mut scratch).unwrap();
+            assert_eq!(out, expected, "case {case_ix}");
+        }
+    }
+
+    #[test]
+    fn wrong_input_length_is_rejected() {
+        let case = &cases()[0];
+        let data = data(case, 7);
+        let conv = Int8Conv::new(params(case, &data)).unwrap();
+        let mut out = vec![0.0; 9 * 11 * 11];
+        let error = conv
+            .run(&data.x[1..], &mut out, &mut Scratch::default())
+            .unwrap_err();
+        assert!(error.to_string().contains("input has"), "{error}");
+    }
+
+    #[test]
+    fn mismatched_weights_are_rejected() {
+        let case = &cases()[0];
+        let mut data = data(case, 8);
+        data.weights.pop();
+        let error = Int8Conv::new(params(case, &data)).unwrap_err();
+        assert!(error.to_string().contains("weights have"), "{error}");
+    }
 }

@@ -10,7 +10,9 @@ pub mod conv;
 mod kernel;
 pub mod rewrite;
 
-pub use kernel::{ConvShape, Int8Conv, Int8ConvParams, Prologue, QuantParams, Scratch};
+pub use kernel::{
+    int8_kernels, ConvShape, Int8Conv, Int8ConvParams, Prologue, QuantParams, Scratch,
+};
 pub use rewrite::{fuse_qdq_convs, FusionReport, FUSED_DOMAIN, FUSED_OP};
 
 /// tract's ONNX front end with the parser of the fused convolution registered.

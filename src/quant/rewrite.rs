@@ -15,7 +15,7 @@
 //! the decoded protobuf before tract parses it.
 //!
 //! A chain is only fused when every tensor it swallows has no other consumer and is not a
-//! graph output, so the rest of the graph sees the same values, up to rounding, as before.
+//! graph output, so the rest of the graph receives the same values, up to rounding, as before.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +29,7 @@ pub const FUSED_OP: &str = "CeusQConv";
 /// Domain of the fused node, so no reader mistakes it for a standard operator.
 pub const FUSED_DOMAIN: &str = "ceus.edge";
 
-/// What the rewrite did to a graph.
+/// Counts of the changes the rewrite made to a graph.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FusionReport {
     /// Conv nodes replaced by a fused node.
@@ -144,13 +144,14 @@ impl<'g> GraphIndex<'g> {
         &self.graph.node[ix]
     }
 
-    /// The node producing `tensor` when it is of type `op` and not claimed yet.
+    /// Returns the node producing `tensor` when it is of type `op` and not claimed yet.
     fn producer_of(&self, tensor: &str, op: &str, claimed: &HashSet<usize>) -> Option<usize> {
         let ix = *self.producer.get(tensor)?;
         (self.node(ix).op_type == op && !claimed.contains(&ix)).then_some(ix)
     }
 
-    /// The only consumer of `tensor` when it is of type `op`, and `tensor` is no graph output.
+    /// Returns the only consumer of `tensor` when it is of type `op` and `tensor` is no
+    /// graph output.
     fn sole_consumer(&self, tensor: &str, op: &str) -> Option<usize> {
         if self.outputs.contains(tensor) {
             return None;
@@ -161,7 +162,7 @@ impl<'g> GraphIndex<'g> {
         }
     }
 
-    /// Whether `tensor` feeds only `node` and is no graph output.
+    /// Returns whether `tensor` feeds only `node` and is no graph output.
     fn feeds_only(&self, tensor: &str, node: usize) -> bool {
         !self.outputs.contains(tensor)
             && matches!(self.consumers.get(tensor).map(Vec::as_slice), Some(&[ix]) if ix == node)

@@ -8,6 +8,7 @@ mod cohort;
 mod common;
 mod dicom;
 mod extractor;
+mod int8_fusion;
 mod live;
 mod phantom;
 mod stats;
