@@ -207,6 +207,19 @@ impl ConvShape {
         ]
     }
 
+    /// Rows and row pitch of the grid of windows the matrix product computes. With stride
+    /// 1 the grid is as wide as the padded input, so the windows of consecutive grid cells
+    /// are consecutive in memory even across rows, and every panel is one copy. The
+    /// windows past the output width straddle two rows; their results are dropped.
+    fn grid(&self) -> Option<[usize; 2]> {
+        let [oh, ow] = self.output_size()?;
+        if self.strides == [1, 1] {
+            Some([oh, self.padded()[1]])
+        } else {
+            Some([oh, ow])
+        }
+    }
+
     fn channel_blocks(&self) -> usize {
         self.in_channels.div_ceil(4)
     }
@@ -238,6 +251,8 @@ enum PanelLayout {
 pub struct Int8Conv {
     shape: ConvShape,
     output: [usize; 2],
+    /// Rows and pitch of the grid of windows computed, see [`ConvShape::grid`].
+    grid: [usize; 2],
     /// Per input channel: the affine, or 1 and 0 without one.
     input_affine: (Vec<f32>, Vec<f32>),
     /// 1 / x_scale.
@@ -296,10 +311,10 @@ impl Int8Conv {
     /// machine and packs the weights for it.
     pub fn new(params: Int8ConvParams) -> TractResult<Int8Conv> {
         let shape = params.shape;
-        let output = shape.output_size().with_context(|| {
+        let [rows, pitch] = shape.grid().with_context(|| {
             format!("kernel {:?} does not fit the input {shape:?}", shape.kernel)
         })?;
-        let n = output[0] * output[1];
+        let n = rows * pitch;
         let query = Query::plain(
             DatumType::I32,
             Some(shape.out_channels),
@@ -402,6 +417,7 @@ impl Int8Conv {
         Ok(Int8Conv {
             shape,
             output,
+            grid: shape.grid().context("kernel does not fit the input")?,
             input_affine,
             input_scale_inv: params.input.scale.recip(),
             input_bounds,
@@ -440,14 +456,14 @@ impl Int8Conv {
             s.height,
             s.width
         );
-        let n = self.output[0] * self.output[1];
         let m = s.out_channels;
+        let outputs = m * self.output[0] * self.output[1];
         ensure!(
-            output.len() == m * n,
-            "output has {} values, expected {}",
+            output.len() == outputs,
+            "output has {} values, expected {outputs}",
             output.len(),
-            m * n
         );
+        let n = self.grid[0] * self.grid[1];
 
         let packed = self.pack(input, scratch)?;
         // SAFETY: i32 has no invalid bit patterns, and the kernel stores every element.
@@ -505,7 +521,7 @@ impl Int8Conv {
     /// Step 2: im2col of the quantised input into the kernel's panels.
     /// Steps 1 and 2: quantises the input and lays it out in the kernel's panels.
     fn pack(&self, input: &[f32], scratch: &mut Scratch) -> TractResult<EagerPackedInput> {
-        let n = self.output[0] * self.output[1];
+        let n = self.grid[0] * self.grid[1];
         let depth = self.shape.depth();
         let (r, panel_bytes) = match self.layout {
             PanelLayout::KInner4 { r } => (r, depth * r),
@@ -630,11 +646,11 @@ impl Int8Conv {
     fn lane_runs(&self, p: usize, r: usize, runs: &mut Vec<(usize, usize, usize)>) {
         let [_, wp] = self.shape.padded();
         let [sh, sw] = self.shape.strides;
-        let n = self.output[0] * self.output[1];
+        let [rows, pitch] = self.grid;
         runs.clear();
-        for lane in 0..r.min(n - p * r) {
-            let pixel = p * r + lane;
-            let (oy, ox) = (pixel / self.output[1], pixel % self.output[1]);
+        for lane in 0..r.min(rows * pitch - p * r) {
+            let cell = p * r + lane;
+            let (oy, ox) = (cell / pitch, cell % pitch);
             let offset = oy * sh * wp + ox * sw;
             match runs.last_mut() {
                 Some((_, count, start)) if *start + *count == offset => *count += 1,
@@ -654,46 +670,69 @@ impl Int8Conv {
     /// The K=4-inner pack for a kernel `R` lanes wide: each lane is one u32 (4 channels).
     #[inline(never)]
     fn pack_k_inner4_r<const R: usize>(&self, quantised: &[u8], dst: &mut [u8]) {
-        let s = &self.shape;
-        let [hp, wp] = s.padded();
-        let [kh, kw] = s.kernel;
-        let blocks = s.channel_blocks() * kh * kw;
-        let panel_bytes = blocks * 4 * R;
+        let bases = self.block_bases();
+        let panel_bytes = bases.len() * 4 * R;
         let mut runs = Vec::with_capacity(R);
-        let mut masks: Vec<(usize, [bool; R])> = Vec::with_capacity(R);
         for (p, panel) in dst.chunks_exact_mut(panel_bytes).enumerate() {
             self.lane_runs(p, R, &mut runs);
-            let whole = runs.len() == 1 && runs[0].1 == R;
-            // Each run reads R whole lanes from where its first lane falls, and keeps its own.
-            masks.clear();
-            masks.extend(runs.iter().map(|&(lane, count, offset)| {
-                let mut mask = [false; R];
-                mask[lane..lane + count].fill(true);
-                (offset - lane, mask)
-            }));
-            for (kb, block) in panel.chunks_exact_mut(4 * R).enumerate() {
-                let kx = kb % kw;
-                let ky = (kb / kw) % kh;
-                let cb = kb / (kw * kh);
-                let base = (cb * hp + ky) * wp + kx;
-                if whole {
-                    let start = (base + runs[0].2) * 4;
-                    block.copy_from_slice(&quantised[start..start + 4 * R]);
+            if let [(0, count, offset)] = runs[..] {
+                if count < R {
+                    self.gather_panel::<R>(quantised, panel, &bases, &runs);
                     continue;
                 }
-                let mut lanes = [0u32; R];
-                for (start, mask) in &masks {
-                    let src = &quantised[(base + start) * 4..][..4 * R];
-                    for (e, lane) in lanes.iter_mut().enumerate() {
-                        let word = u32::from_le_bytes(src[4 * e..4 * e + 4].try_into().unwrap());
-                        *lane = if mask[e] { word } else { *lane };
-                    }
+                for (block, base) in panel.chunks_exact_mut(4 * R).zip(&bases) {
+                    let start = (base + offset) * 4;
+                    block.copy_from_slice(&quantised[start..start + 4 * R]);
                 }
-                for (out, lane) in block.chunks_exact_mut(4).zip(lanes) {
-                    out.copy_from_slice(&lane.to_le_bytes());
+                continue;
+            }
+            self.gather_panel::<R>(quantised, panel, &bases, &runs);
+        }
+    }
+
+    /// Fills a panel lane by lane: the partial last panel, or windows that are not
+    /// consecutive (stride 2). Lanes past the last window are zero.
+    fn gather_panel<const R: usize>(
+        &self,
+        quantised: &[u8],
+        panel: &mut [u8],
+        bases: &[usize],
+        runs: &[(usize, usize, usize)],
+    ) {
+        let mut offsets = [None; R];
+        for &(lane, count, offset) in runs {
+            for e in 0..count {
+                offsets[lane + e] = Some(offset + e);
+            }
+        }
+        for (block, base) in panel.chunks_exact_mut(4 * R).zip(bases) {
+            for (out, offset) in block.chunks_exact_mut(4).zip(offsets) {
+                match offset {
+                    Some(offset) => {
+                        let start = (base + offset) * 4;
+                        out.copy_from_slice(&quantised[start..start + 4]);
+                    }
+                    None => out.fill(0),
                 }
             }
         }
+    }
+
+    /// Offset, in 4-byte groups of the interleaved input, of the window origin of each
+    /// block of 4 K values: K runs over (channel block, ky, kx).
+    fn block_bases(&self) -> Vec<usize> {
+        let s = &self.shape;
+        let [hp, wp] = s.padded();
+        let [kh, kw] = s.kernel;
+        let mut bases = Vec::with_capacity(s.channel_blocks() * kh * kw);
+        for cb in 0..s.channel_blocks() {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    bases.push((cb * hp + ky) * wp + kx);
+                }
+            }
+        }
+        bases
     }
 
     #[inline(never)]
@@ -752,23 +791,26 @@ impl Int8Conv {
     /// Step 4: i32 accumulators to dequantised f32 outputs, row by row.
     #[inline(never)]
     fn requantise(&self, acc: &[i32], output: &mut [f32]) {
-        let n = self.output[0] * self.output[1];
-        let (lo, hi) = self.output_range;
-        let scale = self.output_scale;
-        for (row, (out, acc)) in output
-            .chunks_exact_mut(n)
-            .zip(acc.chunks_exact(n))
+        let [oh, ow] = self.output;
+        let [rows, pitch] = self.grid;
+        for (channel, (out, acc)) in output
+            .chunks_exact_mut(oh * ow)
+            .zip(acc.chunks_exact(rows * pitch))
             .enumerate()
         {
-            let correction = self.correction[row];
-            let multiplier = self.multiplier[row];
             let row = RequantiseRow {
-                correction,
-                multiplier,
-                bounds: (lo, hi),
-                scale,
+                correction: self.correction[channel],
+                multiplier: self.multiplier[channel],
+                bounds: self.output_range,
+                scale: self.output_scale,
             };
-            row.run(acc, out);
+            if pitch == ow {
+                row.run(acc, out);
+                continue;
+            }
+            for (out, acc) in out.chunks_exact_mut(ow).zip(acc.chunks_exact(pitch)) {
+                row.run(&acc[..ow], out);
+            }
         }
     }
 }
