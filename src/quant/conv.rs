@@ -28,7 +28,10 @@ pub fn parse(
         kernel.len() == 2 && strides.len() == 2 && pads.len() == 4,
         "2-D convolutions only"
     );
+    let sources = node.get_attr_opt::<i64>("x_inputs")?.unwrap_or(1);
+    ensure!(sources >= 1, "x_inputs must be at least 1, got {sources}");
     let expansion = QConvExpansion {
+        sources: sources as usize,
         kernel: [kernel[0], kernel[1]],
         strides: [strides[0], strides[1]],
         pads: [pads[0], pads[1], pads[2], pads[3]],
@@ -50,11 +53,13 @@ pub fn parse(
     Ok((expand(expansion), vec![]))
 }
 
-/// The fused node before typing. Inputs: the f32 activation, the int8 weights, their
-/// scales, then the int32 bias when `has_bias`, then the affine scale and shift when
-/// `has_affine`. All but the first must be constants.
+/// The fused node before typing. Inputs: the f32 activation, as `sources` tensors whose
+/// channels are concatenated, the int8 weights, their scales, then the int32 bias when
+/// `has_bias`, then the affine scale and shift when `has_affine`. All but the activation
+/// tensors must be constants.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QConvExpansion {
+    sources: usize,
     kernel: [usize; 2],
     strides: [usize; 2],
     pads: [usize; 4],
@@ -68,7 +73,7 @@ pub struct QConvExpansion {
 
 impl QConvExpansion {
     fn arity(&self) -> usize {
-        3 + self.has_bias as usize + 2 * self.has_affine as usize
+        self.sources + 2 + self.has_bias as usize + 2 * self.has_affine as usize
     }
 
     fn output_side(&self, axis: usize, input: usize) -> TractResult<usize> {
@@ -111,12 +116,14 @@ impl Expansion for QConvExpansion {
     ) -> InferenceResult {
         check_input_arity(inputs, self.arity())?;
         check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        for input in &inputs[..self.sources] {
+            s.equals(&input.datum_type, f32::datum_type())?;
+            s.equals(&input.rank, 4)?;
+        }
         s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[0].rank, 4)?;
         s.equals(&outputs[0].rank, 4)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], &inputs[1].shape[0])?;
+        s.equals(&outputs[0].shape[1], &inputs[self.sources].shape[0])?;
         for axis in 0..2 {
             s.given(&inputs[0].shape[2 + axis], move |s, side| {
                 let side = side.to_usize()?;
@@ -133,17 +140,28 @@ impl Expansion for QConvExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let input_fact = model.outlet_fact(inputs[0])?;
-        let dims = input_fact
-            .shape
-            .as_concrete()
-            .with_context(|| format!("{prefix}: the input shape must be known"))?
-            .to_vec();
-        ensure!(
-            dims.len() == 4 && dims[0] == 1,
-            "{prefix}: expected a 1xCxHxW input"
-        );
-        let weight_fact = model.outlet_fact(inputs[1])?;
+        let mut channels = vec![];
+        let mut dims: Vec<usize> = vec![];
+        for &input in &inputs[..self.sources] {
+            let fact = model.outlet_fact(input)?;
+            let shape = fact
+                .shape
+                .as_concrete()
+                .with_context(|| format!("{prefix}: the input shape must be known"))?;
+            ensure!(
+                shape.len() == 4 && shape[0] == 1,
+                "{prefix}: expected 1xCxHxW inputs"
+            );
+            ensure!(
+                dims.is_empty() || shape[2..] == dims[2..],
+                "{prefix}: input sides {shape:?} differ from {dims:?}"
+            );
+            channels.push(shape[1]);
+            dims = shape.to_vec();
+        }
+        dims[1] = channels.iter().sum();
+        let (activations, inputs) = inputs.split_at(self.sources);
+        let weight_fact = model.outlet_fact(inputs[0])?;
         let weight_dims = weight_fact
             .shape
             .as_concrete()
@@ -159,9 +177,9 @@ impl Expansion for QConvExpansion {
             self.kernel
         );
 
-        let weights = constant::<i8>(model, inputs[1], "the weights")?;
-        let weight_scales = constant::<f32>(model, inputs[2], "the weight scales")?;
-        let mut next = 3;
+        let weights = constant::<i8>(model, inputs[0], "the weights")?;
+        let weight_scales = constant::<f32>(model, inputs[1], "the weight scales")?;
+        let mut next = 2;
         let bias = if self.has_bias {
             next += 1;
             Some(constant::<i32>(model, inputs[next - 1], "the bias")?)
@@ -186,6 +204,7 @@ impl Expansion for QConvExpansion {
                 strides: self.strides,
                 pads: self.pads,
             },
+            input_channels: channels,
             weights: &weights,
             weight_scales: &weight_scales,
             bias: bias.as_deref(),
@@ -203,7 +222,7 @@ impl Expansion for QConvExpansion {
             QConv {
                 conv: Arc::new(conv),
             },
-            &inputs[..1],
+            activations,
         )
     }
 }
@@ -249,14 +268,20 @@ impl EvalOp for QConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
+        let plain = inputs
+            .iter()
+            .map(|input| input.try_as_plain_ram())
+            .collect::<TractResult<Vec<_>>>()?;
+        let sources = plain
+            .iter()
+            .map(|input| input.as_slice::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
         // SAFETY: f32 has no invalid bit patterns, and `run` writes every element.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.conv.output_shape())? };
         {
             let mut plain = output.try_as_plain_ram_mut()?;
             let values = plain.as_slice_mut::<f32>()?;
-            SCRATCH.with(|scratch| self.conv.run(input, values, &mut scratch.borrow_mut()))?;
+            SCRATCH.with(|scratch| self.conv.run(&sources, values, &mut scratch.borrow_mut()))?;
         }
         Ok(tvec!(output.into_tvalue()))
     }

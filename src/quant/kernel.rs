@@ -253,6 +253,10 @@ pub struct Int8Conv {
     output: [usize; 2],
     /// Rows and pitch of the grid of windows computed, see [`ConvShape::grid`].
     grid: [usize; 2],
+    /// Channels of each input tensor.
+    input_channels: Vec<usize>,
+    /// Per input channel: the input tensor it is in, and its channel there.
+    channel_sources: Vec<(usize, usize)>,
     /// Per input channel: the affine, or 1 and 0 without one.
     input_affine: (Vec<f32>, Vec<f32>),
     /// 1 / x_scale.
@@ -294,6 +298,9 @@ impl std::fmt::Debug for Int8Conv {
 /// Integer weights and the parameters of the quantised tensors around them.
 pub struct Int8ConvParams<'a> {
     pub shape: ConvShape,
+    /// Channels of each input tensor, which [`Int8Conv::run`] reads as one concatenation;
+    /// they add up to `shape.in_channels`.
+    pub input_channels: Vec<usize>,
     /// Output channels x input channels x kernel height x kernel width, row-major.
     pub weights: &'a [i8],
     /// One scale per output channel, or one for all.
@@ -354,6 +361,11 @@ impl Int8Conv {
             params.weight_scales.len() == 1 || params.weight_scales.len() == m,
             "{} weight scales for {m} output channels",
             params.weight_scales.len()
+        );
+        ensure!(
+            params.input_channels.iter().sum::<usize>() == c,
+            "input tensors of {:?} channels for {c} input channels",
+            params.input_channels
         );
         if let Some(bias) = params.bias {
             ensure!(
@@ -418,6 +430,13 @@ impl Int8Conv {
             shape,
             output,
             grid: shape.grid().context("kernel does not fit the input")?,
+            channel_sources: params
+                .input_channels
+                .iter()
+                .enumerate()
+                .flat_map(|(tensor, &count)| (0..count).map(move |local| (tensor, local)))
+                .collect(),
+            input_channels: params.input_channels,
             input_affine,
             input_scale_inv: params.input.scale.recip(),
             input_bounds,
@@ -446,16 +465,28 @@ impl Int8Conv {
     }
 
     /// Runs the convolution on a 1xCxHxW input, writing the 1xMxOHxOW output.
-    pub fn run(&self, input: &[f32], output: &mut [f32], scratch: &mut Scratch) -> TractResult<()> {
+    pub fn run(
+        &self,
+        inputs: &[&[f32]],
+        output: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> TractResult<()> {
         let s = &self.shape;
         ensure!(
-            input.len() == s.in_channels * s.height * s.width,
-            "input has {} values, expected {}x{}x{}",
-            input.len(),
-            s.in_channels,
-            s.height,
-            s.width
+            inputs.len() == self.input_channels.len(),
+            "{} input tensors, expected {}",
+            inputs.len(),
+            self.input_channels.len()
         );
+        for (input, channels) in inputs.iter().zip(&self.input_channels) {
+            ensure!(
+                input.len() == channels * s.height * s.width,
+                "input has {} values, expected {channels}x{}x{}",
+                input.len(),
+                s.height,
+                s.width
+            );
+        }
         let m = s.out_channels;
         let outputs = m * self.output[0] * self.output[1];
         ensure!(
@@ -465,7 +496,7 @@ impl Int8Conv {
         );
         let n = self.grid[0] * self.grid[1];
 
-        let packed = self.pack(input, scratch)?;
+        let packed = self.pack(inputs, scratch)?;
         // SAFETY: i32 has no invalid bit patterns, and the kernel stores every element.
         let mut acc = unsafe { Tensor::uninitialized::<i32>(&[m, n])? };
         // SAFETY: the store spec describes `acc` (row stride n, column stride 1, i32
@@ -493,7 +524,7 @@ impl Int8Conv {
     /// Step 1: writes the quantised, padded, channel-interleaved input into `out`;
     /// `lanes` holds four quantised rows before they are interleaved.
     #[inline(never)]
-    fn quantise(&self, input: &[f32], out: &mut Vec<u8>, lanes: &mut Vec<u8>) {
+    fn quantise(&self, input: &[&[f32]], out: &mut Vec<u8>, lanes: &mut Vec<u8>) {
         let s = &self.shape;
         let [hp, wp] = s.padded();
         let blocks = s.channel_blocks();
@@ -520,7 +551,7 @@ impl Int8Conv {
 
     /// Step 2: im2col of the quantised input into the kernel's panels.
     /// Steps 1 and 2: quantises the input and lays it out in the kernel's panels.
-    fn pack(&self, input: &[f32], scratch: &mut Scratch) -> TractResult<EagerPackedInput> {
+    fn pack(&self, input: &[&[f32]], scratch: &mut Scratch) -> TractResult<EagerPackedInput> {
         let n = self.grid[0] * self.grid[1];
         let depth = self.shape.depth();
         let (r, panel_bytes) = match self.layout {
@@ -581,7 +612,7 @@ impl Int8Conv {
     /// of 4 channels, once quantised and interleaved, is cut into the panels directly.
     fn quantise_into_panels(
         &self,
-        input: &[f32],
+        input: &[&[f32]],
         dst: &mut [u8],
         r: usize,
         lanes: &mut Vec<u8>,
@@ -616,7 +647,7 @@ impl Int8Conv {
     /// the 4 rows of `lanes`; channels past the last one get the padding byte.
     fn quantise_block(
         &self,
-        input: &[f32],
+        input: &[&[f32]],
         block: usize,
         start: usize,
         row_len: usize,
@@ -637,7 +668,8 @@ impl Int8Conv {
                 bounds: self.input_bounds,
                 offset: self.input_offset,
             };
-            row.run(&input[channel * plane + start..][..row_len], dst);
+            let (tensor, local) = self.channel_sources[channel];
+            row.run(&input[tensor][local * plane + start..][..row_len], dst);
         }
     }
 
@@ -933,6 +965,7 @@ mod tests {
     fn params<'a>(case: &Case, data: &'a Data) -> Int8ConvParams<'a> {
         Int8ConvParams {
             shape: case.shape,
+            input_channels: vec![case.shape.in_channels],
             weights: &data.weights,
             weight_scales: &data.scales,
             bias: data.bias.as_deref(),
@@ -1093,12 +1126,39 @@ mod tests {
                 let conv =
                     Int8Conv::with_kernel(params(case, &data), mmm.clone(), *packing).unwrap();
                 let mut out = vec![f32::NAN; expected.len()];
-                conv.run(&data.x, &mut out, &mut Scratch::default())
+                conv.run(&[&data.x], &mut out, &mut Scratch::default())
                     .unwrap();
                 for (ix, (got, want)) in out.iter().zip(&expected).enumerate() {
                     assert_eq!(got, want, "case {case_ix}, kernel {name}, output {ix}");
                 }
             }
+        }
+    }
+
+    /// Splits the input channels over several tensors, as a Concat in front would.
+    #[test]
+    fn split_input_matches_reference() {
+        for (case_ix, case) in cases().iter().enumerate() {
+            let data = data(case, 200 + case_ix as u64);
+            let expected = reference(case, &data);
+            let channels = case.shape.in_channels;
+            let plane = case.shape.height * case.shape.width;
+            let cuts = [0, 1.min(channels), (channels / 2).max(1), channels];
+            let parts: Vec<&[f32]> = cuts
+                .windows(2)
+                .filter(|w| w[1] > w[0])
+                .map(|w| &data.x[w[0] * plane..w[1] * plane])
+                .collect();
+            let mut params = params(case, &data);
+            params.input_channels = parts.iter().map(|p| p.len() / plane).collect();
+            let conv = Int8Conv::new(params).unwrap();
+            let mut out = vec![f32::NAN; expected.len()];
+            conv.run(&parts, &mut out, &mut Scratch::default()).unwrap();
+            assert_eq!(
+                out, expected,
+                "case {case_ix}, parts {:?}",
+                conv.input_channels
+            );
         }
     }
 
@@ -1115,7 +1175,7 @@ mod tests {
             let conv = Int8Conv::new(params(case, &data)).unwrap();
             let expected = reference(case, &data);
             let mut out = vec![f32::NAN; expected.len()];
-            conv.run(&data.x, &mut out, &mut scratch).unwrap();
+            conv.run(&[&data.x], &mut out, &mut scratch).unwrap();
             assert_eq!(out, expected, "case {case_ix}");
         }
     }
@@ -1127,7 +1187,7 @@ mod tests {
         let conv = Int8Conv::new(params(case, &data)).unwrap();
         let mut out = vec![0.0; 9 * 11 * 11];
         let error = conv
-            .run(&data.x[1..], &mut out, &mut Scratch::default())
+            .run(&[&data.x[1..]], &mut out, &mut Scratch::default())
             .unwrap_err();
         assert!(error.to_string().contains("input has"), "{error}");
     }

@@ -36,8 +36,10 @@ pub struct FusionReport {
     pub fused: usize,
     /// Conv nodes left as they were, because they did not match the pattern.
     pub skipped: usize,
-    /// Nodes removed, the replaced Conv nodes included.
+    /// Nodes removed, the replaced Conv nodes and the Concats included.
     pub removed: usize,
+    /// Concat nodes removed because the fused nodes read their inputs directly.
+    pub concats_removed: usize,
 }
 
 /// Rewrites every QDQ convolution of `model` that matches the pattern into a fused node.
@@ -68,7 +70,7 @@ pub fn fuse_qdq_convs(model: &mut pb::ModelProto) -> TractResult<FusionReport> {
     let mut report = FusionReport {
         fused: fusions.len(),
         skipped,
-        removed: 0,
+        ..FusionReport::default()
     };
     let mut removed: HashSet<usize> = HashSet::new();
     for fusion in fusions {
@@ -87,7 +89,93 @@ pub fn fuse_qdq_convs(model: &mut pb::ModelProto) -> TractResult<FusionReport> {
         ix += 1;
         !removed.contains(&(ix - 1))
     });
+    report.concats_removed = flatten_concats(graph);
+    report.removed += report.concats_removed;
     Ok(report)
+}
+
+/// Feeds the fused nodes and the remaining channel Concats from the leaves of the Concat
+/// trees in front of them, then drops the Concats nobody reads any more.
+///
+/// DenseNet's blocks grow their input by one Concat per layer, each copying the whole of
+/// the previous one. A fused node can read its channels from several tensors, so with the
+/// leaves as its inputs those copies are not needed; the one Concat that feeds another
+/// operator becomes a single copy of all its leaves. Returns the number of Concats removed.
+fn flatten_concats(graph: &mut pb::GraphProto) -> usize {
+    let producers: HashMap<String, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(ix, node)| node.output.iter().map(move |o| (o.clone(), ix)))
+        .collect();
+    let is_channel_concat = |node: &NodeProto| {
+        node.op_type == "Concat" && node_int(node, "axis") == Some(1) && node.output.len() == 1
+    };
+    let leaves = |tensor: &str| -> Vec<String> {
+        let mut leaves = vec![];
+        let mut pending = vec![tensor.to_string()];
+        while let Some(tensor) = pending.pop() {
+            match producers.get(&tensor).map(|&ix| &graph.node[ix]) {
+                Some(node) if is_channel_concat(node) => {
+                    pending.extend(node.input.iter().rev().cloned());
+                }
+                _ => leaves.push(tensor),
+            }
+        }
+        leaves
+    };
+
+    let mut rewired = vec![];
+    for (ix, node) in graph.node.iter().enumerate() {
+        if node.op_type == FUSED_OP {
+            let sources = leaves(&node.input[0]);
+            if sources.len() > 1 {
+                rewired.push((ix, sources, true));
+            }
+        } else if is_channel_concat(node) {
+            let sources: Vec<String> = node.input.iter().flat_map(|i| leaves(i)).collect();
+            if sources.len() > node.input.len() {
+                rewired.push((ix, sources, false));
+            }
+        }
+    }
+    for (ix, sources, fused) in rewired {
+        let node = &mut graph.node[ix];
+        if fused {
+            let count = sources.len() as i64;
+            node.input.splice(0..1, sources);
+            node.attribute.push(int_attr("x_inputs", count));
+        } else {
+            node.input = sources;
+        }
+    }
+
+    let mut removed = 0;
+    loop {
+        let mut read: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        read.extend(
+            graph
+                .node
+                .iter()
+                .flat_map(|n| n.input.iter().map(String::as_str)),
+        );
+        let dead: HashSet<usize> = graph
+            .node
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| is_channel_concat(n) && !read.contains(n.output[0].as_str()))
+            .map(|(ix, _)| ix)
+            .collect();
+        if dead.is_empty() {
+            return removed;
+        }
+        removed += dead.len();
+        let mut ix = 0;
+        graph.node.retain(|_| {
+            ix += 1;
+            !dead.contains(&(ix - 1))
+        });
+    }
 }
 
 /// One matched chain: the Conv it replaces, every node it swallows and the fused node.

@@ -77,6 +77,13 @@ fn rewrite_fuses_every_bundled_conv() {
     for op in ["Conv", "QuantizeLinear", "DequantizeLinear"] {
         assert_eq!(op_count(&proto, op), 0, "{op} nodes left after the rewrite");
     }
+    // The fused nodes read the dense blocks' pieces directly: only the Concat in front of
+    // the final BN stays, as one copy of all 33 pieces of the last block.
+    assert_eq!(report.concats_removed, 97);
+    assert_eq!(op_count(&proto, "Concat"), 1);
+    let graph = proto.graph.as_ref().unwrap();
+    let concat = graph.node.iter().find(|n| n.op_type == "Concat").unwrap();
+    assert_eq!(concat.input.len(), 33);
 }
 
 #[test]
