@@ -230,7 +230,7 @@ impl ConvShape {
     }
 }
 
-/// What runs before the quantisation of the input, per input channel.
+/// Operations applied before the quantisation of the input, per input channel.
 #[derive(Clone, Debug, Default)]
 pub struct Prologue {
     /// `x * scale + shift` per channel (a pre-activation BN written as Mul and Add).
@@ -238,7 +238,7 @@ pub struct Prologue {
     pub relu: bool,
 }
 
-/// How the kernel wants its B operand (the im2col matrix) laid out.
+/// Layout the kernel expects for its B operand (the im2col matrix).
 #[derive(Clone, Copy, Debug)]
 enum PanelLayout {
     /// `PackedI8K4`: per block of 4 K, `r` lanes of 4 bytes.
@@ -521,8 +521,8 @@ impl Int8Conv {
         Ok(())
     }
 
-    /// Step 1: writes the quantised, padded, channel-interleaved input into `out`;
-    /// `lanes` holds four quantised rows before they are interleaved.
+    /// Step 1: writes the quantised, padded, channel-interleaved input into `out`.
+    /// `lanes` receives four quantised rows before they are interleaved.
     #[inline(never)]
     fn quantise(&self, input: &[&[f32]], out: &mut Vec<u8>, lanes: &mut Vec<u8>) {
         let s = &self.shape;
@@ -602,7 +602,8 @@ impl Int8Conv {
         })
     }
 
-    /// A 1x1 convolution with stride 1 and no padding: the im2col matrix is the input.
+    /// Returns whether this is a 1x1 convolution with stride 1 and no padding, whose
+    /// im2col matrix is the input itself.
     fn is_pointwise(&self) -> bool {
         let s = &self.shape;
         s.kernel == [1, 1] && s.strides == [1, 1] && s.pads == [0; 4]
@@ -644,7 +645,7 @@ impl Int8Conv {
     }
 
     /// Quantises `row_len` values from `start` of each of the 4 channels of `block` into
-    /// the 4 rows of `lanes`; channels past the last one get the padding byte.
+    /// the 4 rows of `lanes`. Channels past the last one get the padding byte.
     fn quantise_block(
         &self,
         input: &[&[f32]],
@@ -699,7 +700,7 @@ impl Int8Conv {
         }
     }
 
-    /// The K=4-inner pack for a kernel `R` lanes wide: each lane is one u32 (4 channels).
+    /// Packs for a K=4-inner kernel `R` lanes wide, each lane one u32 (4 channels).
     #[inline(never)]
     fn pack_k_inner4_r<const R: usize>(&self, quantised: &[u8], dst: &mut [u8]) {
         let bases = self.block_bases();
@@ -855,7 +856,7 @@ pub struct Scratch {
     panels: Option<Arc<Blob>>,
 }
 
-/// Every runnable kernel with an i8 x i8 -> i32 packing this module can fill, as
+/// Lists every runnable kernel with an i8 x i8 -> i32 packing this module can fill, as
 /// (kernel, packing index): what [`Int8Conv::with_kernel`] accepts on this machine.
 pub fn int8_kernels() -> Vec<(Box<dyn MatMatMul>, usize)> {
     let query = Query::plain(DatumType::I32, None, None, None);

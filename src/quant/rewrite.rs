@@ -95,7 +95,7 @@ pub fn fuse_qdq_convs(model: &mut pb::ModelProto) -> TractResult<FusionReport> {
 }
 
 /// Feeds the fused nodes and the remaining channel Concats from the leaves of the Concat
-/// trees in front of them, then drops the Concats nobody reads any more.
+/// trees in front of them, then removes the Concats no node reads any more.
 ///
 /// DenseNet's blocks grow their input by one Concat per layer, each copying the whole of
 /// the previous one. A fused node can read its channels from several tensors, so with the
@@ -306,8 +306,8 @@ impl<'g> GraphIndex<'g> {
         }))
     }
 
-    /// The matching QuantizeLinear -> DequantizeLinear pair of an activation, as
-    /// (quantise node, dequantise node, parameters). Both must use the same parameters.
+    /// Returns the parameters of an activation's QuantizeLinear and DequantizeLinear
+    /// nodes, or `None` unless both are per-tensor with the same scale and zero point.
     fn qdq_pair(&self, quantise: usize, dequantise: usize) -> TractResult<Option<QuantParams>> {
         let (q, dq) = (self.node(quantise), self.node(dequantise));
         let (Some(qp), Some(dqp)) = (self.tensor_params(q)?, self.tensor_params(dq)?) else {
