@@ -142,6 +142,11 @@ pub struct LoadOptions {
     /// packing, and in a few other operators (max pool, reductions, depth-wise convolution).
     /// Everything else runs on the calling thread.
     pub threads: usize,
+    /// Rewrite the QDQ convolutions into fused int8 ones (see [`crate::quant`]) before
+    /// tract optimises the graph. `false` runs the graph as tract loads it, which is
+    /// the reference the fused path is tested against. Models without QDQ
+    /// convolutions are unaffected either way.
+    pub fuse_int8: bool,
 }
 
 impl Default for LoadOptions {
@@ -149,6 +154,7 @@ impl Default for LoadOptions {
         LoadOptions {
             manifest: None,
             threads: 1,
+            fuse_int8: true,
         }
     }
 }
@@ -204,7 +210,7 @@ impl Extractor {
         let manifest = Manifest::read(&manifest_file)?;
         let sha256 = verify_sha256(path, &manifest_file, &manifest.model.sha256)?;
 
-        let plan = optimise(path, options.threads)?;
+        let plan = optimise(path, options)?;
         check_outputs(&plan, path)?;
 
         let startup = started.elapsed();
@@ -295,16 +301,39 @@ fn verify_sha256(model: &Path, manifest: &Path, expected: &str) -> Result<String
 }
 
 /// Parses the ONNX file, fixes the input fact and builds the optimised runnable plan.
-fn optimise(path: &Path, threads: usize) -> Result<Arc<TypedRunnableModel>, ExtractorError> {
+fn optimise(path: &Path, options: &LoadOptions) -> Result<Arc<TypedRunnableModel>, ExtractorError> {
     let context = |step: &str| format!("{step} {} failed", path.display());
     let fact = f32::fact(INPUT_SHAPE).into();
-    let model = tract_onnx::onnx()
-        .model_for_path(path)
+    let onnx = crate::quant::onnx();
+    let mut proto = onnx
+        .proto_model_for_path(path)
+        .map_err(tract_error(context("reading")))?;
+    if options.fuse_int8 {
+        let report = crate::quant::fuse_qdq_convs(&mut proto)
+            .map_err(tract_error(context("fusing the int8 convolutions of")))?;
+        log::debug!(
+            "fused {} QDQ convolutions of {} ({} left unfused, {} nodes removed)",
+            report.fused,
+            path.display(),
+            report.skipped,
+            report.removed
+        );
+    }
+    let threads = options.threads;
+    let model = onnx
+        .model_for_proto_model(&proto)
         .map_err(tract_error(context("loading")))?
         .with_input_fact(0, fact)
         .map_err(tract_error(context("fixing the 1x3x224x224 input of")))?
         .into_optimized()
         .map_err(tract_error(context("optimising")))?;
+    if log::log_enabled!(log::Level::Debug) {
+        let mut ops = std::collections::BTreeMap::<String, usize>::new();
+        for node in model.nodes() {
+            *ops.entry(node.op.name().to_string()).or_default() += 1;
+        }
+        log::debug!("optimised plan of {}: {ops:?}", path.display());
+    }
 
     let executor = if threads > 1 {
         Executor::multithread(threads)

@@ -22,6 +22,7 @@ pub mod overlay;
 pub mod phantom;
 pub mod png_out;
 pub mod preprocess;
+pub mod quant;
 pub mod signature;
 pub mod source;
 pub mod stats;

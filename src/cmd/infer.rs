@@ -73,6 +73,11 @@ pub struct Args {
     /// Print timings and the model's identity as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+
+    /// Run the QDQ convolutions as tract loads them (f32 between quantise and
+    /// dequantise passes) instead of as fused int8 convolutions; for comparisons.
+    #[arg(long)]
+    no_int8_fusion: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -94,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options = LoadOptions {
         manifest: args.manifest.clone(),
         threads: usize::from(args.threads),
+        fuse_int8: !args.no_int8_fusion,
     };
     let extractor = Extractor::load(model, &options)
         .with_context(|| format!("cannot load the feature extractor {}", model.display()))?;

@@ -10,6 +10,7 @@ mod dicom;
 mod extractor;
 #[cfg(target_os = "linux")]
 mod fbdev;
+mod int8_fusion;
 mod live;
 mod phantom;
 mod stats;
