@@ -23,8 +23,13 @@ preprocessing in scripts/extractor/preprocess.py, which matches src/preprocess.r
 import os
 
 # One BLAS thread keeps the float sums of the BN statistics in a fixed order, so
-# the f32 model is reproducible. Must be set before numpy is imported.
+# the f32 model is reproducible. OpenBLAS also picks its matrix kernels by CPU, and
+# other kernels sum in another order: on an AMD family 25 machine it took its
+# Cooperlake kernels and the rebuild came out different. Its Haswell kernels run on
+# every x86_64 CPU with AVX2 and FMA, and they built the committed models. Both must be
+# set before numpy is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402

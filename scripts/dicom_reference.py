@@ -1,7 +1,7 @@
 """Write reference values for the real DICOM test files, decoded by pydicom.
 
 Run scripts/fetch-test-data.sh first, then:
-    /work/venv/bin/python scripts/dicom_reference.py
+    .venv/bin/python scripts/dicom_reference.py
 It writes tests/fixtures/dicom/reference.json, which tests/integration/dicom.rs compares
 the Rust decoder against. For each file and frame it stores the mean of each channel of
 pydicom's `pixel_array` (RGB for YBR data, palette indices before the LUT) and the samples

@@ -6,7 +6,7 @@ asked to optimise them, so these files carry exactly the tables that the capture
 inserts into MJPEG frames that lack them. The means of Pillow's own decoded pixels go into
 reference.json, as an independent check of the Rust decoding.
 
-Run from the repository root: /work/venv/bin/python scripts/make_capture_fixtures.py
+Run from the repository root: .venv/bin/python scripts/make_capture_fixtures.py
 """
 
 import json

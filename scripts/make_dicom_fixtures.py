@@ -1,6 +1,6 @@
 """Write the small synthetic DICOM fixtures of tests/fixtures/dicom/.
 
-    /work/venv/bin/python scripts/make_dicom_fixtures.py
+    .venv/bin/python scripts/make_dicom_fixtures.py
 
 Each file exercises one case of the Rust reader. The JPEG frames come from Pillow, the RLE
 frames from pydicom's RLE encoder, the palette tables are built here and checked against

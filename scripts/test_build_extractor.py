@@ -1,5 +1,5 @@
 """Checks of the DenseNet-201 builder; run with
-`/work/venv/bin/python -m unittest discover -s scripts -p 'test_*.py'`."""
+`.venv/bin/python -m unittest discover -s scripts -p 'test_*.py'`."""
 
 import hashlib
 import subprocess

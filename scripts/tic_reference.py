@@ -7,7 +7,7 @@ minimisation for the steepest wash-in slope), and, for noisy samples drawn here 
 fixed numpy seed, the least-squares fit that scipy.optimize.curve_fit finds when
 started from the true parameters.
 
-Usage: /work/venv/bin/python scripts/tic_reference.py
+Usage: .venv/bin/python scripts/tic_reference.py
 """
 
 import json

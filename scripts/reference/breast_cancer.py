@@ -8,7 +8,7 @@ the clinical and integrated models are exercised too. The split column is a stra
 7:3 split, and the fold column gives the training rows' 10 stratified folds.
 
 Run with the pinned packages of scripts/requirements.txt:
-    /work/venv/bin/python scripts/reference/breast_cancer.py
+    .venv/bin/python scripts/reference/breast_cancer.py
 """
 
 import csv

@@ -7,7 +7,7 @@ the redundancy filter, Youden and the decision curve are written here in plain n
 DeLong uses its O(n^2) pairwise form, which is independent of the fast midrank algorithm.
 
 Run with the pinned packages of scripts/requirements.txt:
-    /work/venv/bin/python scripts/reference/stats_reference.py
+    .venv/bin/python scripts/reference/stats_reference.py
 """
 
 import json
