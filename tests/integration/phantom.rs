@@ -180,9 +180,14 @@ fn phantom_dicom_regions_match_layout() {
 /// pydicom, an independent reader, reads the declared attributes and the same pixels.
 #[test]
 fn phantom_dicom_reads_back_with_pydicom() {
-    let python = Path::new("/work/venv/bin/python");
+    // The venv that scripts/test.sh makes; a plain `cargo test` may run without it.
+    let venv = std::env::var_os("CEUS_EDGE_VENV").map_or_else(
+        || crate::common::repo_root().join(".venv"),
+        std::path::PathBuf::from,
+    );
+    let python = venv.join("bin/python");
     if !python.exists() {
-        eprintln!("skipped: no /work/venv with pydicom");
+        eprintln!("skipped: no {} with pydicom; run scripts/test.sh", python.display());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +200,7 @@ fn phantom_dicom_reads_back_with_pydicom() {
     };
     let path = write(&config, dir.path(), ExamFormat::Dicom);
     let script = crate::common::repo_root().join("scripts/check_phantom_dicom.py");
-    let output = Command::new(python)
+    let output = Command::new(&python)
         .arg(script)
         .arg(&path)
         .output()
