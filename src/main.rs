@@ -39,15 +39,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Diagnostics go through `log` to stderr: warnings by default, more with `-v`.
+/// Diagnostics go through `log` to stderr: by default ceus-edge's warnings and the
+/// dependencies' errors, more with `-v`. A dependency's warning is for developers: tract
+/// warns on every start under qemu-user, whose /proc/cpuinfo is the host's.
 fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
+    let (own, dependencies) = match verbose {
+        0 => (log::LevelFilter::Warn, log::LevelFilter::Error),
+        1 => (log::LevelFilter::Debug, log::LevelFilter::Debug),
+        _ => (log::LevelFilter::Trace, log::LevelFilter::Trace),
     };
     env_logger::Builder::new()
-        .filter_level(level)
+        .filter_level(dependencies)
+        .filter_module("ceus_edge", own)
         .parse_env("RUST_LOG")
         .write_style(if std::io::stderr().is_terminal() {
             env_logger::WriteStyle::Auto
