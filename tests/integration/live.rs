@@ -225,16 +225,22 @@ fn repeated_capture_frames_stay_reliable() {
 
     assert_eq!(kinds(&events), ["arrival", "peak", "result"]);
     let job = &inference.jobs[0];
-    assert_eq!(job.frame % 4, 0, "the peak is a repeat: frame {}", job.frame);
+    assert_eq!(
+        job.frame % 4,
+        0,
+        "the peak is a repeat: frame {}",
+        job.frame
+    );
     check_peak_frame(&truth, job.frame / 4);
     assert!(
         !job.quality.reasons.iter().any(|r| r.contains("flagged")),
         "{:?}",
         job.quality.reasons
     );
-    let frozen = events.events.iter().any(|e| {
-        matches!(e, Event::Warning { message, .. } if message.contains("frozen"))
-    });
+    let frozen = events
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Warning { message, .. } if message.contains("frozen")));
     assert!(!frozen);
 }
 

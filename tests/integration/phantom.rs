@@ -187,7 +187,10 @@ fn phantom_dicom_reads_back_with_pydicom() {
     );
     let python = venv.join("bin/python");
     if !python.exists() {
-        eprintln!("skipped: no {} with pydicom; run scripts/test.sh", python.display());
+        eprintln!(
+            "skipped: no {} with pydicom; run scripts/test.sh",
+            python.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
