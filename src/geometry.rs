@@ -49,6 +49,17 @@ impl Rect {
             && other.bottom() <= self.bottom()
     }
 
+    /// Returns the overlap of the two rectangles, or `None` when they do not overlap.
+    pub fn intersection(&self, other: &Rect) -> Option<Rect> {
+        let x = self.x.max(other.x);
+        let y = self.y.max(other.y);
+        let right = self.right().min(other.right());
+        let bottom = self.bottom().min(other.bottom());
+        let w = u32::try_from(right.checked_sub(u64::from(x))?).ok()?;
+        let h = u32::try_from(bottom.checked_sub(u64::from(y))?).ok()?;
+        (w > 0 && h > 0).then(|| Rect::new(x, y, w, h))
+    }
+
     /// Returns `[x, y, w, h]`, the order used in JSON output.
     pub fn to_array(self) -> [u32; 4] {
         [self.x, self.y, self.w, self.h]
@@ -102,5 +113,17 @@ mod tests {
         assert!(Rect::new(0, 0, 10, 10).fits_in(10, 10));
         assert!(!Rect::new(1, 0, 10, 10).fits_in(10, 10));
         assert!(!Rect::new(u32::MAX, 0, 2, 1).fits_in(10, 10));
+    }
+
+    #[test]
+    fn intersection_is_the_overlap_or_none() {
+        let a = Rect::new(10, 10, 20, 20);
+        assert_eq!(
+            a.intersection(&Rect::new(25, 0, 20, 15)),
+            Some(Rect::new(25, 10, 5, 5))
+        );
+        assert_eq!(a.intersection(&a), Some(a));
+        assert_eq!(a.intersection(&Rect::new(30, 10, 5, 5)), None);
+        assert_eq!(Rect::new(u32::MAX - 1, 0, 2, 2).intersection(&a), None);
     }
 }

@@ -22,7 +22,8 @@ pub const SLOT_BUDGET_BYTES: usize = 64 << 20;
 pub struct Candidate {
     pub index: u64,
     pub time_s: f64,
-    /// ROI power of the frame, the ranking key.
+    /// The ranking key: the frame's ROI power, or its strongest local enhancement
+    /// while the ROI is still to be proposed.
     pub power: f64,
     /// The region's pixels, `region.w` x `region.h`.
     pub crop: Frame,
@@ -105,20 +106,26 @@ impl PeakCandidates {
     /// Returns the stored frame nearest in time to `time_s`, preferring `index` itself.
     pub fn nearest(&self, index: u64, time_s: f64) -> Option<&Candidate> {
         let stored = &self.slots[..self.used];
-        stored.iter().find(|c| c.index == index).or_else(|| {
-            stored.iter().min_by(|a, b| {
-                (a.time_s - time_s)
-                    .abs()
-                    .total_cmp(&(b.time_s - time_s).abs())
-            })
-        })
+        stored
+            .iter()
+            .find(|c| c.index == index)
+            .or_else(|| self.nearest_in_time(time_s))
     }
 
-    /// Stored frames within `window_s` seconds of `time_s`.
-    pub fn around(&self, time_s: f64, window_s: f64) -> impl Iterator<Item = &Candidate> {
+    /// Returns the stored frame with the highest ranking key.
+    pub fn strongest(&self) -> Option<&Candidate> {
         self.slots[..self.used]
             .iter()
-            .filter(move |c| (c.time_s - time_s).abs() <= window_s)
+            .max_by(|a, b| a.power.total_cmp(&b.power))
+    }
+
+    /// Returns the stored frame nearest in time to `time_s`.
+    pub fn nearest_in_time(&self, time_s: f64) -> Option<&Candidate> {
+        self.slots[..self.used].iter().min_by(|a, b| {
+            (a.time_s - time_s)
+                .abs()
+                .total_cmp(&(b.time_s - time_s).abs())
+        })
     }
 
     /// Forgets every stored frame, keeping the slots' buffers.
@@ -155,25 +162,6 @@ fn copy_region(frame: &Frame, region: Rect, crop: &mut Frame) {
     {
         row.copy_from_slice(&frame.row(y)[start..start + row_bytes]);
     }
-}
-
-/// Places `crop` back at `region` in a frame of `width` x `height` whose other pixels are
-/// black, for code that expects whole frames.
-pub fn paste_into_frame(crop: &Frame, region: Rect, width: u32, height: u32) -> Frame {
-    let mut frame = Frame::new(width, height, crop.format);
-    frame.index = crop.index;
-    frame.time_s = crop.time_s;
-    let bytes_per_pixel = crop.format.bytes_per_pixel();
-    let row_bytes = region.w as usize * bytes_per_pixel;
-    let start = region.x as usize * bytes_per_pixel;
-    let stride = frame.stride();
-    for (dy, row) in crop.data.chunks_exact(row_bytes).enumerate() {
-        let offset = (region.y as usize + dy) * stride + start;
-        if let Some(target) = frame.data.get_mut(offset..offset + row_bytes) {
-            target.copy_from_slice(row);
-        }
-    }
-    frame
 }
 
 #[cfg(test)]
@@ -218,11 +206,6 @@ mod tests {
         assert!(store.offer(&source, 1.0));
         let crop = &store.nearest(0, 0.0).unwrap().crop;
         assert_eq!(crop.data, [26, 27, 28, 29, 34, 35, 36, 37]);
-
-        let whole = paste_into_frame(crop, region, 8, 6);
-        assert_eq!(whole.data[26..30], source.data[26..30]);
-        assert_eq!(whole.data[0], 0);
-        assert_eq!(whole.data[25], 0);
     }
 
     #[test]
@@ -232,7 +215,8 @@ mod tests {
         store.offer(&frame(20, 1), 2.0);
         assert_eq!(store.nearest(20, 0.0).unwrap().index, 20);
         assert_eq!(store.nearest(14, 1.4).unwrap().index, 10);
-        assert_eq!(store.around(1.0, 0.5).count(), 1);
+        assert_eq!(store.nearest_in_time(1.9).unwrap().index, 20);
+        assert_eq!(store.strongest().unwrap().index, 20);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::candidates::{paste_into_frame, PeakCandidates};
+use super::candidates::PeakCandidates;
 use super::events::{Event, EventSink, ResultEvent};
 use super::peak::{ConfirmedBy, CurvePoint, PeakDetector, PeakEvent, PeakSettings};
 use super::spark::SparkBuffer;
@@ -181,6 +181,8 @@ struct Tracking {
     candidates: PeakCandidates,
     /// Baseline power map for the automatic ROI.
     auto_map: Option<AutoRoi>,
+    /// Weight of a new frame in the automatic ROI's per-cell smoothing.
+    smoothing_weight: f64,
     spark: SparkBuffer,
     flash: FlashWatch,
     warnings: FrameWarnings,
@@ -544,6 +546,7 @@ impl ExamSession {
             detector: PeakDetector::new(self.config.peak.clone()),
             candidates: PeakCandidates::new(region, format),
             auto_map,
+            smoothing_weight: smoothing_weight(frame_rate, self.config.auto_roi.live_smoothing_s),
             spark: SparkBuffer::default(),
             flash: FlashWatch::default(),
             warnings: FrameWarnings::default(),
@@ -600,7 +603,8 @@ impl ExamSession {
             }
         }
         if t.arrival.is_some() && t.chosen.is_none() && clean && !t.warnings.motion {
-            t.candidates.offer(frame, sample.power);
+            let key = candidate_key(t, frame, sample.power, t.smoothing_weight);
+            t.candidates.offer(frame, key);
         }
 
         let point = CurvePoint {
@@ -613,7 +617,8 @@ impl ExamSession {
             }
             Some(PeakEvent::Arrival(arrival)) => {
                 t.arrival = Some(arrival);
-                t.candidates.offer(frame, sample.power);
+                let key = candidate_key(t, frame, sample.power, t.smoothing_weight);
+                t.candidates.offer(frame, key);
                 self.changed = true;
                 events.emit(&Event::BolusArrival {
                     exam,
@@ -665,7 +670,7 @@ impl ExamSession {
 
         let analysis = t.tracker.analyse();
         let report = &analysis.report;
-        let (index, time_s, fitted_peak_s) = match &report.peak {
+        let (index, time_s, mut fitted_peak_s) = match &report.peak {
             Some(peak) => (peak.frame_index, peak.time_s, peak.fitted_peak_s),
             None => (detected.index, detected.time_s, None),
         };
@@ -674,25 +679,31 @@ impl ExamSession {
             self.warn(events, "peak", message.to_string());
             return;
         };
-        let (frame, frame_time_s) = (candidate.index, candidate.time_s);
-        if frame != index {
-            log::debug!(
-                "peak frame {index} was not stored: using frame {frame} at {frame_time_s:.2} s"
-            );
-        }
+        let (mut frame, mut frame_time_s) = (candidate.index, candidate.time_s);
 
         let mut messages = Vec::new();
         let roi = if t.auto_roi {
-            propose_auto_roi(t, time_s, &auto_settings).unwrap_or_else(|| {
-                messages.push((
-                    "roi",
-                    "no ROI could be proposed: the whole contrast view is used".to_string(),
-                ));
-                t.layout.contrast
-            })
+            // The curve is the whole view's, whose peak may come well after a lesion's:
+            // the region and its peak frame come from the per-cell maps instead.
+            match auto_roi_and_frame(t, auto_settings.live_smoothing_s) {
+                Some((roi, index, time_s)) => {
+                    (frame, frame_time_s, fitted_peak_s) = (index, time_s, None);
+                    roi
+                }
+                None => {
+                    let message = "no ROI could be proposed: the whole contrast view is used";
+                    messages.push(("roi", message.to_string()));
+                    t.layout.contrast
+                }
+            }
         } else {
             t.roi
         };
+        if frame != index {
+            log::debug!(
+                "curve peak frame {index}: using stored frame {frame} at {frame_time_s:.2} s"
+            );
+        }
         let mut reasons = Vec::new();
         let quality = assess_quality(report, &mut reasons);
         for reason in reasons {
@@ -871,21 +882,45 @@ fn frame_warnings(
     }
 }
 
-/// Proposes the ROI from the baseline map and the stored frames near the peak.
-fn propose_auto_roi(t: &mut Tracking, peak_s: f64, settings: &AutoRoiSettings) -> Option<Rect> {
-    let map = t.auto_map.as_mut()?;
-    let region = t.candidates.region();
-    let (width, height) = (t.layout.frame_width, t.layout.frame_height);
-    for candidate in t.candidates.around(peak_s, settings.peak_window_s) {
-        let whole = paste_into_frame(&candidate.crop, region, width, height);
-        if let Err(error) = map.push(&whole, MapRole::Peak) {
-            log::warn!(
-                "frame {} not added to the ROI map: {error}",
-                candidate.index
-            );
+/// Returns the key a frame is stored under as a peak candidate: its ROI power, or with the ROI
+/// still to be proposed, the strongest smoothed local enhancement in it.
+fn candidate_key(t: &mut Tracking, frame: &Frame, roi_power: f64, weight: f64) -> f64 {
+    let Some(map) = &mut t.auto_map else {
+        return roi_power;
+    };
+    // Without a square inside the sector no ROI will be proposed: the view's power
+    // ranks the frames, as for the whole view.
+    match map.track(frame, weight) {
+        Ok(Some(enhancement)) => enhancement,
+        Ok(None) => roi_power,
+        Err(error) => {
+            log::warn!("frame {} not ranked: {error}", frame.index);
+            f64::NAN
         }
     }
-    map.propose()
+}
+
+/// Returns the weight of one frame in an exponential average with time constant `time_s`.
+fn smoothing_weight(frame_rate: f64, time_s: f64) -> f64 {
+    if time_s > 0.0 {
+        1.0 - (-1.0 / (frame_rate * time_s)).exp()
+    } else {
+        1.0
+    }
+}
+
+/// Proposes the automatic ROI and finds the stored frame at its peak, as index and time.
+///
+/// The frame ranked highest by smoothed local enhancement marks the proposed region's
+/// peak. The exponential smoothing lags the peak by about its time constant, so the
+/// stored frame nearest that much earlier is taken.
+fn auto_roi_and_frame(t: &mut Tracking, smoothing_s: f64) -> Option<(Rect, u64, f64)> {
+    let roi = t.auto_map.as_mut()?.propose_tracked()?;
+    let strongest = t.candidates.strongest()?;
+    let frame = t
+        .candidates
+        .nearest_in_time(strongest.time_s - smoothing_s)?;
+    Some((roi, frame.index, frame.time_s))
 }
 
 /// Builds the job for `chosen` from the stored region of its frame.

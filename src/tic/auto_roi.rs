@@ -26,6 +26,8 @@ pub struct AutoRoiSettings {
     /// Frames within this many seconds of the view's peak make the peak average.
     /// Default 1.0.
     pub peak_window_s: f64,
+    /// Time constant of the live session's per-cell smoothing, seconds. Default 0.5.
+    pub live_smoothing_s: f64,
     /// A cell with a smaller share of sector pixels than this cannot be part of the
     /// ROI. Default 0.8.
     pub min_sector_fraction: f64,
@@ -37,6 +39,7 @@ impl Default for AutoRoiSettings {
             cell_px: 8,
             side_px: None,
             peak_window_s: 1.0,
+            live_smoothing_s: 0.5,
             min_sector_fraction: 0.8,
         }
     }
@@ -60,6 +63,8 @@ pub struct AutoRoi {
     table: PowerTable,
     /// Sector pixels per cell.
     sector: Vec<u32>,
+    /// Whether each cell lies enough inside the sector to join an ROI.
+    usable: Vec<bool>,
     /// Index of each view pixel's cell, or `u32::MAX` outside the sector.
     cell_of: Vec<u32>,
     frame_sum: Vec<f64>,
@@ -67,6 +72,18 @@ pub struct AutoRoi {
     peak: Vec<f64>,
     baseline_frames: u32,
     peak_frames: u32,
+    live: LiveMaps,
+    search: SquareSearch,
+}
+
+/// Per-cell state for proposing the ROI while the frames arrive, when they cannot be
+/// read a second time: each cell's smoothed power and the highest enhancement it
+/// reached.
+#[derive(Debug)]
+struct LiveMaps {
+    smoothed: Vec<f64>,
+    peak_enhancement: Vec<f64>,
+    frames: u32,
 }
 
 impl AutoRoi {
@@ -89,6 +106,15 @@ impl AutoRoi {
                 }
             }
         }
+        let usable = (0..cells)
+            .map(|c| {
+                let (cx, cy) = (c as u32 % cols, c as u32 / cols);
+                let w = cell.min(view.w - cx * cell);
+                let h = cell.min(view.h - cy * cell);
+                let share = f64::from(sector[c]) / f64::from(w * h);
+                sector[c] > 0 && share >= settings.min_sector_fraction
+            })
+            .collect();
         AutoRoi {
             settings,
             view,
@@ -96,12 +122,19 @@ impl AutoRoi {
             rows,
             table,
             sector,
+            usable,
             cell_of,
             frame_sum: vec![0.0; cells],
             baseline: vec![0.0; cells],
             peak: vec![0.0; cells],
             baseline_frames: 0,
             peak_frames: 0,
+            live: LiveMaps {
+                smoothed: vec![0.0; cells],
+                peak_enhancement: vec![f64::NEG_INFINITY; cells],
+                frames: 0,
+            },
+            search: SquareSearch::new(cols, rows),
         }
     }
 
@@ -149,34 +182,15 @@ impl AutoRoi {
     ///
     /// Errors with [`TicError::FrameMismatch`] when the frame does not cover the view.
     pub fn push(&mut self, frame: &Frame, role: MapRole) -> Result<(), TicError> {
-        let expected =
-            frame.width as usize * frame.height as usize * frame.format.bytes_per_pixel();
-        let covers = u64::from(frame.width) >= self.view.right()
-            && u64::from(frame.height) >= self.view.bottom()
-            && frame.data.len() >= expected;
-        if !covers {
-            return Err(TicError::FrameMismatch(format!(
-                "frame {} of {}x{} does not cover the contrast view {}",
-                frame.index, frame.width, frame.height, self.view
-            )));
+        self.check_covers(frame)?;
+        if role == MapRole::Skip {
+            return Ok(());
         }
+        self.sum_cells(frame);
         let target = match role {
             MapRole::Baseline => &mut self.baseline,
-            MapRole::Peak => &mut self.peak,
-            MapRole::Skip => return Ok(()),
+            _ => &mut self.peak,
         };
-        self.frame_sum.fill(0.0);
-        let mut pixel = 0;
-        for dy in 0..self.view.h {
-            for dx in 0..self.view.w {
-                let c = self.cell_of[pixel];
-                pixel += 1;
-                if c != u32::MAX {
-                    let grey = frame.luma_at(self.view.x + dx, self.view.y + dy);
-                    self.frame_sum[c as usize] += self.table.power(grey);
-                }
-            }
-        }
         for ((sum, &frame_sum), &count) in target.iter_mut().zip(&self.frame_sum).zip(&self.sector)
         {
             if count > 0 {
@@ -190,58 +204,247 @@ impl AutoRoi {
         Ok(())
     }
 
+    /// Adds a frame after the baseline to the live maps and returns the mean smoothed
+    /// enhancement of the most strongly enhancing ROI-sized square in it, or `None` when
+    /// no square fits inside the sector.
+    ///
+    /// Each cell's power is smoothed over time with weight `weight` for the new frame
+    /// (an exponential average), so that slowly changing speckle does not make a peak.
+    /// Ranking frames by the returned value finds the peak of the region that will be
+    /// proposed, before the region is known. Allocates nothing.
+    ///
+    /// Errors with [`TicError::FrameMismatch`] when the frame does not cover the view.
+    pub fn track(&mut self, frame: &Frame, weight: f64) -> Result<Option<f64>, TicError> {
+        self.check_covers(frame)?;
+        self.sum_cells(frame);
+        let weight = if self.live.frames == 0 {
+            1.0
+        } else {
+            weight.clamp(0.0, 1.0)
+        };
+        self.live.frames += 1;
+        let baseline_frames = f64::from(self.baseline_frames.max(1));
+        for c in 0..self.sector.len() {
+            if !self.usable[c] {
+                self.search.values[c] = None;
+                continue;
+            }
+            let power = self.frame_sum[c] / f64::from(self.sector[c]);
+            let smoothed = &mut self.live.smoothed[c];
+            *smoothed += weight * (power - *smoothed);
+            let enhancement = *smoothed - self.baseline[c] / baseline_frames;
+            let peak = &mut self.live.peak_enhancement[c];
+            *peak = peak.max(enhancement);
+            self.search.values[c] = Some(enhancement);
+        }
+        let side = self.side_cells();
+        Ok(self
+            .search
+            .best(side)
+            .map(|(_, sum)| sum / f64::from(side * side)))
+    }
+
+    /// Proposes the ROI from the live maps: the square whose cells reached the highest
+    /// enhancement, each at its own time. `None` before any tracked frame or when no
+    /// square fits inside the sector.
+    pub fn propose_tracked(&mut self) -> Option<Rect> {
+        if self.live.frames == 0 {
+            return None;
+        }
+        for c in 0..self.sector.len() {
+            self.search.values[c] = self.usable[c].then_some(self.live.peak_enhancement[c]);
+        }
+        let side = self.side_cells();
+        let (cell, _) = self.search.best(side)?;
+        Some(self.square_rect(cell, side))
+    }
+
+    fn check_covers(&self, frame: &Frame) -> Result<(), TicError> {
+        let expected =
+            frame.width as usize * frame.height as usize * frame.format.bytes_per_pixel();
+        let covers = u64::from(frame.width) >= self.view.right()
+            && u64::from(frame.height) >= self.view.bottom()
+            && frame.data.len() >= expected;
+        if covers {
+            Ok(())
+        } else {
+            Err(TicError::FrameMismatch(format!(
+                "frame {} of {}x{} does not cover the contrast view {}",
+                frame.index, frame.width, frame.height, self.view
+            )))
+        }
+    }
+
+    /// Sums the linear power of the frame's sector pixels per cell into `frame_sum`.
+    fn sum_cells(&mut self, frame: &Frame) {
+        self.frame_sum.fill(0.0);
+        let mut pixel = 0;
+        for dy in 0..self.view.h {
+            for dx in 0..self.view.w {
+                let c = self.cell_of[pixel];
+                pixel += 1;
+                if c != u32::MAX {
+                    let grey = frame.luma_at(self.view.x + dx, self.view.y + dy);
+                    self.frame_sum[c as usize] += self.table.power(grey);
+                }
+            }
+        }
+    }
+
     /// Proposes the ROI in full-frame pixels, or `None` without peak frames or when no
     /// square fits inside the sector.
-    pub fn propose(&self) -> Option<Rect> {
+    pub fn propose(&mut self) -> Option<Rect> {
         if self.peak_frames == 0 {
             return None;
         }
+        let baseline_frames = f64::from(self.baseline_frames.max(1));
+        let peak_frames = f64::from(self.peak_frames);
+        for c in 0..self.sector.len() {
+            self.search.values[c] = self.usable[c]
+                .then(|| self.peak[c] / peak_frames - self.baseline[c] / baseline_frames);
+        }
+        let side = self.side_cells();
+        let (cell, _) = self.search.best(side)?;
+        Some(self.square_rect(cell, side))
+    }
+
+    /// Side of the proposed square in whole cells.
+    fn side_cells(&self) -> u32 {
         let cell = self.settings.cell_px.max(1);
         let side_px = self
             .settings
             .side_px
             .unwrap_or(self.view.w.min(self.view.h) / 5)
             .max(cell);
-        let side = (side_px / cell).clamp(1, self.cols.min(self.rows));
-        let map = self.enhancement_map(cell);
-        let (mut best, mut best_sum) = (None, f64::NEG_INFINITY);
-        for cy in 0..=self.rows - side {
-            for cx in 0..=self.cols - side {
-                let window = (cy..cy + side).flat_map(|y| (cx..cx + side).map(move |x| (x, y)));
-                let sum: Option<f64> = window.map(|(x, y)| map[(y * self.cols + x) as usize]).sum();
-                if let Some(sum) = sum.filter(|&s| s > best_sum) {
-                    best_sum = sum;
-                    best = Some((cx, cy));
-                }
-            }
-        }
-        let (cx, cy) = best?;
+        (side_px / cell).clamp(1, self.cols.min(self.rows))
+    }
+
+    /// Returns the square of `side` cells from top-left cell `(cx, cy)`, in full-frame pixels
+    /// and clipped to the view.
+    fn square_rect(&self, (cx, cy): (u32, u32), side: u32) -> Rect {
+        let cell = self.settings.cell_px.max(1);
         let x = self.view.x + cx * cell;
         let y = self.view.y + cy * cell;
         let w = (side * cell).min(self.view.right() as u32 - x);
         let h = (side * cell).min(self.view.bottom() as u32 - y);
-        Some(Rect::new(x, y, w, h))
+        Rect::new(x, y, w, h)
+    }
+}
+
+/// Finds the square of cells with the largest sum over a map of cell values, with
+/// buffers allocated once.
+///
+/// Summed-area tables of the values and of the excluded cells make each square's sum
+/// four lookups. The search so takes time in proportion to the cells, not to the cells
+/// times the square's area, which keeps it within a frame's time on a 1080p view.
+#[derive(Debug)]
+struct SquareSearch {
+    cols: usize,
+    rows: usize,
+    /// One value per cell, row by row; `None` excludes the cell from every square.
+    values: Vec<Option<f64>>,
+    sums: Vec<f64>,
+    excluded: Vec<u32>,
+}
+
+impl SquareSearch {
+    fn new(cols: u32, rows: u32) -> SquareSearch {
+        let (cols, rows) = (cols as usize, rows as usize);
+        let table = (cols + 1) * (rows + 1);
+        SquareSearch {
+            cols,
+            rows,
+            values: vec![None; cols * rows],
+            sums: vec![0.0; table],
+            excluded: vec![0; table],
+        }
     }
 
-    /// Mean peak minus mean baseline power per cell; `None` for cells mostly outside
-    /// the sector.
-    fn enhancement_map(&self, cell: u32) -> Vec<Option<f64>> {
-        let baseline_frames = f64::from(self.baseline_frames.max(1));
-        let peak_frames = f64::from(self.peak_frames.max(1));
-        (0..self.sector.len())
-            .map(|c| {
-                let (cx, cy) = (c as u32 % self.cols, c as u32 / self.cols);
-                let w = cell.min(self.view.w - cx * cell);
-                let h = cell.min(self.view.h - cy * cell);
-                let share = f64::from(self.sector[c]) / f64::from(w * h);
-                let baseline = if self.baseline_frames > 0 {
-                    self.baseline[c] / baseline_frames
-                } else {
-                    0.0
+    /// Returns the top-left cell and the sum of the best square of `side` cells without an
+    /// excluded cell, or `None` when every square has one.
+    fn best(&mut self, side: u32) -> Option<((u32, u32), f64)> {
+        let (cols, rows, side) = (self.cols, self.rows, side as usize);
+        if side == 0 || side > cols || side > rows {
+            return None;
+        }
+        let stride = cols + 1;
+        for y in 0..rows {
+            for x in 0..cols {
+                let (value, out) = match self.values[y * cols + x] {
+                    Some(value) => (value, 0),
+                    None => (0.0, 1),
                 };
-                (share >= self.settings.min_sector_fraction)
-                    .then(|| self.peak[c] / peak_frames - baseline)
-            })
-            .collect()
+                let at = (y + 1) * stride + x + 1;
+                let (left, up, diagonal) = (at - 1, at - stride, at - stride - 1);
+                self.sums[at] = value + self.sums[left] + self.sums[up] - self.sums[diagonal];
+                self.excluded[at] =
+                    out + self.excluded[left] + self.excluded[up] - self.excluded[diagonal];
+            }
+        }
+
+        let mut best = None;
+        let mut best_sum = f64::NEG_INFINITY;
+        for cy in 0..=rows - side {
+            for cx in 0..=cols - side {
+                let (top, bottom) = (cy * stride, (cy + side) * stride);
+                let (left, right) = (cx, cx + side);
+                let out = self.excluded[bottom + right] + self.excluded[top + left]
+                    - self.excluded[bottom + left]
+                    - self.excluded[top + right];
+                let sum =
+                    self.sums[bottom + right] - self.sums[bottom + left] - self.sums[top + right]
+                        + self.sums[top + left];
+                if out == 0 && sum > best_sum {
+                    best_sum = sum;
+                    best = Some((cx as u32, cy as u32));
+                }
+            }
+        }
+        best.map(|cell| (cell, best_sum))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns the best square's sum, found by adding up every cell of every square.
+    fn brute_force(values: &[Option<f64>], cols: usize, rows: usize, side: usize) -> Option<f64> {
+        let mut best: Option<f64> = None;
+        for cy in 0..=rows - side {
+            for cx in 0..=cols - side {
+                let cells = (cy..cy + side).flat_map(|y| (cx..cx + side).map(move |x| (x, y)));
+                let sum: Option<f64> = cells.map(|(x, y)| values[y * cols + x]).sum();
+                if let Some(sum) = sum {
+                    best = Some(best.map_or(sum, |b: f64| b.max(sum)));
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn square_search_matches_brute_force() {
+        let (cols, rows) = (13u32, 9u32);
+        let mut search = SquareSearch::new(cols, rows);
+        let mut state = 12345u64;
+        for round in 0..20 {
+            for value in &mut search.values {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let draw = (state >> 33) as f64 / f64::from(1u32 << 31);
+                *value = (draw > 0.1 * f64::from(round % 4)).then_some(draw - 0.5);
+            }
+            for side in 1..=rows {
+                let expected = brute_force(&search.values, 13, 9, side as usize);
+                let found = search.best(side).map(|(_, sum)| sum);
+                match (expected, found) {
+                    (Some(e), Some(f)) => assert!((e - f).abs() < 1e-9, "side {side}: {e} {f}"),
+                    (e, f) => assert_eq!(e.is_some(), f.is_some(), "side {side}"),
+                }
+            }
+        }
+        assert_eq!(search.best(rows + 1), None);
     }
 }

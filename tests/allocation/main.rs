@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ceus_edge::display::fbdev::{Channel, FbGeometry, Packer};
 use ceus_edge::extractor::{Extractor, LoadOptions};
 use ceus_edge::frame::Frame;
+use ceus_edge::geometry::Rect;
 use ceus_edge::live::events::{Event, EventSink};
 use ceus_edge::live::latency::LatencyHistogram;
 use ceus_edge::live::queue::{FrameQueue, FullPolicy, Popped};
@@ -119,6 +120,18 @@ fn framebuffer_packer() -> Packer {
 
 #[test]
 fn steady_frames_allocate_nothing() {
+    check_steady_frames(RoiChoice::Rect);
+}
+
+#[test]
+fn steady_frames_allocate_nothing_with_auto_roi() {
+    check_steady_frames(|_| RoiChoice::Auto);
+}
+
+/// Runs a phantom exam through the session with the ROI `choose` picks given the
+/// lesion, and checks that no frame after the warm-up allocates unless it changes the
+/// exam's state.
+fn check_steady_frames(choose: impl Fn(Rect) -> RoiChoice) {
     let config = PhantomConfig {
         seed: 3,
         frames: 450,
@@ -144,7 +157,7 @@ fn steady_frames_allocate_nothing() {
     let signature = Signature::load(&models().join("demo-signature.bin")).unwrap();
     let mut worker = InferenceWorker::spawn(extractor, signature).unwrap();
     let session_config = SessionConfig {
-        roi: RoiChoice::Rect(roi),
+        roi: choose(roi),
         frame_rate: Some(15.0),
         demo: true,
         ..SessionConfig::default()

@@ -124,12 +124,24 @@ fn phantom_config(seed: u64) -> PhantomConfig {
 fn run_session(
     config: &PhantomConfig,
     inference: &mut dyn Inference,
+    before_frame: impl FnMut(u64, &mut ExamSession, &mut EventLog),
+) -> (EventLog, Truth) {
+    let lesion = |truth: &Truth| RoiChoice::Rect(truth.lesion_roi);
+    run_session_with_roi(config, lesion, inference, before_frame)
+}
+
+/// Runs a session over every frame of `config`'s phantom, with the ROI `choose` picks
+/// given the phantom's truth.
+fn run_session_with_roi(
+    config: &PhantomConfig,
+    choose: impl FnOnce(&Truth) -> RoiChoice,
+    inference: &mut dyn Inference,
     mut before_frame: impl FnMut(u64, &mut ExamSession, &mut EventLog),
 ) -> (EventLog, Truth) {
     let phantom = Phantom::new(config.clone()).unwrap();
     let truth = phantom.truth().clone();
     let session_config = SessionConfig {
-        roi: RoiChoice::Rect(truth.lesion_roi),
+        roi: choose(&truth),
         frame_rate: Some(config.fps),
         ..SessionConfig::default()
     };
@@ -193,6 +205,27 @@ fn session_gives_arrival_peak_result_in_order() {
         check_peak_frame(&truth, peak.unwrap());
         assert_eq!(inference.jobs.len(), 1);
         assert_eq!(inference.jobs[0].roi, truth.lesion_roi);
+    }
+}
+
+#[test]
+fn auto_roi_finds_lesion_peak() {
+    for seed in [3, 7, 11] {
+        let mut inference = DelayedInference::new(Duration::from_millis(1));
+        let auto = |_: &Truth| RoiChoice::Auto;
+        let (events, truth) =
+            run_session_with_roi(&phantom_config(seed), auto, &mut inference, |_, _, _| {});
+
+        assert_eq!(kinds(&events), ["arrival", "peak", "result"], "seed {seed}");
+        let job = &inference.jobs[0];
+        let lesion = truth.lesion_roi;
+        let overlap = job.roi.intersection(&lesion).map_or(0, |r| r.area());
+        assert!(
+            2 * overlap >= job.roi.area(),
+            "seed {seed}: ROI {} lies mostly outside the lesion {lesion}",
+            job.roi
+        );
+        check_peak_frame(&truth, job.frame);
     }
 }
 
