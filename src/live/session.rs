@@ -22,7 +22,7 @@ use crate::frame::{Frame, PixelFormat};
 use crate::geometry::Rect;
 use crate::layout::{DetectSettings, Layout, LayoutDetector};
 use crate::overlay::{self, OverlayContent, Phase, RiskGauge, Sparkline, HEATMAP_CELLS};
-use crate::tic::auto_roi::{AutoRoi, AutoRoiSettings, MapRole};
+use crate::tic::auto_roi::{smoothing_weight, AutoRoi, AutoRoiSettings};
 use crate::tic::linearise::PowerTable;
 use crate::tic::pipeline::{layout_from_detector, LayoutChoice, PipelineOptions, RoiChoice};
 use crate::tic::{FrameSample, Pushed, TicSettings, TicTracker};
@@ -546,7 +546,7 @@ impl ExamSession {
             detector: PeakDetector::new(self.config.peak.clone()),
             candidates: PeakCandidates::new(region, format),
             auto_map,
-            smoothing_weight: smoothing_weight(frame_rate, self.config.auto_roi.live_smoothing_s),
+            smoothing_weight: smoothing_weight(1.0 / frame_rate, self.config.auto_roi.smoothing_s),
             spark: SparkBuffer::default(),
             flash: FlashWatch::default(),
             warnings: FrameWarnings::default(),
@@ -599,7 +599,7 @@ impl ExamSession {
 
         if let Some(map) = &mut t.auto_map {
             if clean && t.detector.baseline().is_none() {
-                let _ = map.push(frame, MapRole::Baseline);
+                let _ = map.push_baseline(frame);
             }
         }
         if t.arrival.is_some() && t.chosen.is_none() && clean && !t.warnings.motion {
@@ -685,7 +685,7 @@ impl ExamSession {
         let roi = if t.auto_roi {
             // The curve is the whole view's, whose peak may come well after a lesion's:
             // the region and its peak frame come from the per-cell maps instead.
-            match auto_roi_and_frame(t, auto_settings.live_smoothing_s) {
+            match auto_roi_and_frame(t, auto_settings.smoothing_s) {
                 Some((roi, index, time_s)) => {
                     (frame, frame_time_s, fitted_peak_s) = (index, time_s, None);
                     roi
@@ -900,22 +900,13 @@ fn candidate_key(t: &mut Tracking, frame: &Frame, roi_power: f64, weight: f64) -
     }
 }
 
-/// Returns the weight of one frame in an exponential average with time constant `time_s`.
-fn smoothing_weight(frame_rate: f64, time_s: f64) -> f64 {
-    if time_s > 0.0 {
-        1.0 - (-1.0 / (frame_rate * time_s)).exp()
-    } else {
-        1.0
-    }
-}
-
 /// Proposes the automatic ROI and finds the stored frame at its peak, as index and time.
 ///
 /// The frame ranked highest by smoothed local enhancement marks the proposed region's
 /// peak. The exponential smoothing lags the peak by about its time constant, so the
 /// stored frame nearest that much earlier is taken.
 fn auto_roi_and_frame(t: &mut Tracking, smoothing_s: f64) -> Option<(Rect, u64, f64)> {
-    let roi = t.auto_map.as_mut()?.propose_tracked()?;
+    let roi = t.auto_map.as_mut()?.propose()?;
     let strongest = t.candidates.strongest()?;
     let frame = t
         .candidates

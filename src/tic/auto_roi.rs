@@ -1,10 +1,16 @@
 //! `--roi auto`: the most strongly enhancing compact region of the contrast view.
 //!
-//! A first analysis of the whole contrast view gives the baseline window and the time
-//! of peak enhancement. A second pass then averages the linear power of each cell of a
-//! coarse grid over the unflagged baseline frames and over the unflagged frames near
-//! the peak. The proposal is the square of whole cells with the largest summed
-//! peak-minus-baseline power, among squares whose cells lie mostly inside the sector.
+//! A first analysis of the whole contrast view gives the baseline window and shows
+//! whether the contrast agent arrived. Each cell of a coarse grid then gets its mean
+//! linear power over the unflagged baseline frames, and after the baseline its power
+//! smoothed over time as the frames arrive. The proposal is the square of whole cells
+//! whose cells reached the largest summed enhancement over the baseline, each at its
+//! own time, among squares whose cells lie mostly inside the sector. The whole view's
+//! peak can come well after a lesion's, so enhancement at that one time would favour
+//! the parenchyma.
+//!
+//! The live session feeds the same maps frame by frame ([`AutoRoi::track`]), because
+//! a live stream cannot be read twice.
 
 use super::analysis::AnalysisSettings;
 use super::linearise::PowerTable;
@@ -23,11 +29,8 @@ pub struct AutoRoiSettings {
     /// Side of the proposed square in pixels, rounded down to whole cells; `None` for a
     /// fifth of the view's shorter side. Default `None`.
     pub side_px: Option<u32>,
-    /// Frames within this many seconds of the view's peak make the peak average.
-    /// Default 1.0.
-    pub peak_window_s: f64,
-    /// Time constant of the live session's per-cell smoothing, seconds. Default 0.5.
-    pub live_smoothing_s: f64,
+    /// Time constant of the per-cell smoothing over time, seconds. Default 0.5.
+    pub smoothing_s: f64,
     /// A cell with a smaller share of sector pixels than this cannot be part of the
     /// ROI. Default 0.8.
     pub min_sector_fraction: f64,
@@ -38,22 +41,33 @@ impl Default for AutoRoiSettings {
         AutoRoiSettings {
             cell_px: 8,
             side_px: None,
-            peak_window_s: 1.0,
-            live_smoothing_s: 0.5,
+            smoothing_s: 0.5,
             min_sector_fraction: 0.8,
         }
     }
 }
 
-/// Part of the power map a frame contributes to.
+/// Part of the power maps a frame contributes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapRole {
+    /// A frame of the baseline window, averaged into the baseline.
     Baseline,
-    Peak,
+    /// A frame after the baseline, smoothed into the enhancement maps.
+    Track,
     Skip,
 }
 
-/// Per-cell power sums over the baseline and peak frames.
+/// Returns the weight of a frame `step_s` after the previous one in an exponential
+/// average with time constant `time_constant_s`.
+pub fn smoothing_weight(step_s: f64, time_constant_s: f64) -> f64 {
+    if time_constant_s > 0.0 && step_s.is_finite() {
+        1.0 - (-step_s.max(0.0) / time_constant_s).exp()
+    } else {
+        1.0
+    }
+}
+
+/// Per-cell power over the baseline and the frames after it.
 #[derive(Debug)]
 pub struct AutoRoi {
     settings: AutoRoiSettings,
@@ -69,16 +83,13 @@ pub struct AutoRoi {
     cell_of: Vec<u32>,
     frame_sum: Vec<f64>,
     baseline: Vec<f64>,
-    peak: Vec<f64>,
     baseline_frames: u32,
-    peak_frames: u32,
     live: LiveMaps,
     search: SquareSearch,
 }
 
-/// Per-cell state for proposing the ROI while the frames arrive, when they cannot be
-/// read a second time: each cell's smoothed power and the highest enhancement it
-/// reached.
+/// Each cell's power smoothed over time and the highest enhancement over the baseline
+/// it reached.
 #[derive(Debug)]
 struct LiveMaps {
     smoothed: Vec<f64>,
@@ -126,9 +137,7 @@ impl AutoRoi {
             cell_of,
             frame_sum: vec![0.0; cells],
             baseline: vec![0.0; cells],
-            peak: vec![0.0; cells],
             baseline_frames: 0,
-            peak_frames: 0,
             live: LiveMaps {
                 smoothed: vec![0.0; cells],
                 peak_enhancement: vec![f64::NEG_INFINITY; cells],
@@ -138,18 +147,17 @@ impl AutoRoi {
         }
     }
 
-    /// Assigns each sample of a whole-view curve its role in the map: unflagged frames of the
-    /// baseline window, and unflagged frames within `peak_window_s` of the peak. Without
-    /// a peak every frame is skipped.
+    /// Assigns each sample of a whole-view curve its role in the maps: unflagged frames
+    /// of the baseline window are baseline, later unflagged frames are tracked. Without
+    /// a peak (no contrast agent arrived) every frame is skipped.
     pub fn roles(
         curve: &TicCurve,
         report: &TicReport,
         analysis: &AnalysisSettings,
-        settings: &AutoRoiSettings,
     ) -> Vec<MapRole> {
-        let Some(peak) = &report.peak else {
+        if report.peak.is_none() {
             return vec![MapRole::Skip; curve.samples.len()];
-        };
+        }
         let first = curve
             .samples
             .iter()
@@ -167,44 +175,36 @@ impl AutoRoi {
             .map(|(sample, flags)| {
                 if !flags.is_empty() {
                     MapRole::Skip
-                } else if (sample.time_s - peak.time_s).abs() <= settings.peak_window_s {
-                    MapRole::Peak
                 } else if sample.time_s <= baseline_end {
                     MapRole::Baseline
                 } else {
-                    MapRole::Skip
+                    MapRole::Track
                 }
             })
             .collect()
     }
 
-    /// Adds `frame` to the baseline or peak average.
+    /// Adds `frame` to the baseline average.
     ///
     /// Errors with [`TicError::FrameMismatch`] when the frame does not cover the view.
-    pub fn push(&mut self, frame: &Frame, role: MapRole) -> Result<(), TicError> {
+    pub fn push_baseline(&mut self, frame: &Frame) -> Result<(), TicError> {
         self.check_covers(frame)?;
-        if role == MapRole::Skip {
-            return Ok(());
-        }
         self.sum_cells(frame);
-        let target = match role {
-            MapRole::Baseline => &mut self.baseline,
-            _ => &mut self.peak,
-        };
-        for ((sum, &frame_sum), &count) in target.iter_mut().zip(&self.frame_sum).zip(&self.sector)
+        for ((sum, &frame_sum), &count) in self
+            .baseline
+            .iter_mut()
+            .zip(&self.frame_sum)
+            .zip(&self.sector)
         {
             if count > 0 {
                 *sum += frame_sum / f64::from(count);
             }
         }
-        match role {
-            MapRole::Baseline => self.baseline_frames += 1,
-            _ => self.peak_frames += 1,
-        }
+        self.baseline_frames += 1;
         Ok(())
     }
 
-    /// Adds a frame after the baseline to the live maps and returns the mean smoothed
+    /// Adds a frame after the baseline to the enhancement maps and returns the mean smoothed
     /// enhancement of the most strongly enhancing ROI-sized square in it, or `None` when
     /// no square fits inside the sector.
     ///
@@ -244,10 +244,10 @@ impl AutoRoi {
             .map(|(_, sum)| sum / f64::from(side * side)))
     }
 
-    /// Proposes the ROI from the live maps: the square whose cells reached the highest
+    /// Proposes the ROI in full-frame pixels: the square whose cells reached the highest
     /// enhancement, each at its own time. `None` before any tracked frame or when no
     /// square fits inside the sector.
-    pub fn propose_tracked(&mut self) -> Option<Rect> {
+    pub fn propose(&mut self) -> Option<Rect> {
         if self.live.frames == 0 {
             return None;
         }
@@ -289,23 +289,6 @@ impl AutoRoi {
                 }
             }
         }
-    }
-
-    /// Proposes the ROI in full-frame pixels, or `None` without peak frames or when no
-    /// square fits inside the sector.
-    pub fn propose(&mut self) -> Option<Rect> {
-        if self.peak_frames == 0 {
-            return None;
-        }
-        let baseline_frames = f64::from(self.baseline_frames.max(1));
-        let peak_frames = f64::from(self.peak_frames);
-        for c in 0..self.sector.len() {
-            self.search.values[c] = self.usable[c]
-                .then(|| self.peak[c] / peak_frames - self.baseline[c] / baseline_frames);
-        }
-        let side = self.side_cells();
-        let (cell, _) = self.search.best(side)?;
-        Some(self.square_rect(cell, side))
     }
 
     /// Side of the proposed square in whole cells.

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::auto_roi::{AutoRoi, AutoRoiSettings};
+use super::auto_roi::{smoothing_weight, AutoRoi, AutoRoiSettings, MapRole};
 use super::linearise::PowerTable;
 use super::report::TicReport;
 use super::{TicAnalysis, TicCurve, TicError, TicSettings, TicTracker};
@@ -276,19 +276,30 @@ fn auto_roi(
     })?;
     let curve = tracker.finish();
     let report = super::analyse(&curve, settings.dynamic_range_db, &settings.analysis).report;
-    let roles = AutoRoi::roles(&curve, &report, &settings.analysis, &options.auto_roi);
+    let roles = AutoRoi::roles(&curve, &report, &settings.analysis);
 
     let table = PowerTable::new(settings.dynamic_range_db)?;
     let mut map = AutoRoi::new(layout, table, options.auto_roi.clone());
     // One role per sample; frames the tracker skipped as repeats have none.
     let mut position = 0;
+    let mut last_tracked_s = None;
     each_frame(open, |frame| {
         let Some(sample) = curve.samples.get(position) else {
             return Ok(());
         };
-        if sample.index == frame.index {
-            map.push(frame, roles[position])?;
-            position += 1;
+        if sample.index != frame.index {
+            return Ok(());
+        }
+        position += 1;
+        match roles[position - 1] {
+            MapRole::Baseline => map.push_baseline(frame)?,
+            MapRole::Track => {
+                let step_s = last_tracked_s.map_or(0.0, |last| sample.time_s - last);
+                let weight = smoothing_weight(step_s, options.auto_roi.smoothing_s);
+                map.track(frame, weight)?;
+                last_tracked_s = Some(sample.time_s);
+            }
+            MapRole::Skip => {}
         }
         Ok(())
     })?;

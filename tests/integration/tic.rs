@@ -853,7 +853,7 @@ mod layout {
 
 mod auto_roi {
     use super::*;
-    use ceus_edge::tic::auto_roi::{AutoRoi, AutoRoiSettings};
+    use ceus_edge::tic::auto_roi::{smoothing_weight, AutoRoi, AutoRoiSettings, MapRole};
     use ceus_edge::tic::linearise::PowerTable;
     use ceus_edge::tic::AnalysisSettings;
 
@@ -871,11 +871,16 @@ mod auto_roi {
         let curve = tracker.finish();
         let report = ceus_edge::tic::analyse(&curve, 60.0, &settings.analysis).report;
         let roi_settings = AutoRoiSettings::default();
-        let roles = AutoRoi::roles(&curve, &report, &AnalysisSettings::default(), &roi_settings);
+        let roles = AutoRoi::roles(&curve, &report, &AnalysisSettings::default());
+        let weight = smoothing_weight(0.1, roi_settings.smoothing_s);
         let table = PowerTable::new(60.0).unwrap();
         let mut map = AutoRoi::new(&layout, table, roi_settings);
         for (frame, role) in frames.iter().zip(roles) {
-            map.push(frame, role).unwrap();
+            match role {
+                MapRole::Baseline => map.push_baseline(frame).unwrap(),
+                MapRole::Track => drop(map.track(frame, weight).unwrap()),
+                MapRole::Skip => {}
+            }
         }
         let roi = map.propose().unwrap();
         let (cx, cy) = (screen.contrast.x + 95, screen.contrast.y + 100);
@@ -1030,6 +1035,16 @@ mod phantom_peak {
     /// Runs `tic` on one phantom exam with the lesion's bounding box as the ROI and the
     /// layout detected, and returns the reason when the chosen peak frame fails.
     fn check_exam(config: &PhantomConfig) -> Result<(), String> {
+        check_exam_with(config, |truth| RoiChoice::Rect(truth.lesion_roi))
+    }
+
+    /// Runs `tic` on one phantom exam with the ROI `choose` picks from the truth and the
+    /// layout detected, and returns the reason when the ROI lies mostly outside the
+    /// lesion or the chosen peak frame fails.
+    fn check_exam_with(
+        config: &PhantomConfig,
+        choose: impl Fn(&Truth) -> RoiChoice,
+    ) -> Result<(), String> {
         let truth: Truth = Phantom::new(config.clone()).unwrap().truth().clone();
         let open = || -> Result<Box<dyn FrameSource>, SourceError> {
             Ok(Box::new(PhantomSource::new(
@@ -1037,10 +1052,20 @@ mod phantom_peak {
             )))
         };
         let options = PipelineOptions {
-            roi: RoiChoice::Rect(truth.lesion_roi),
+            roi: choose(&truth),
             ..PipelineOptions::default()
         };
         let result = run(open, &options).map_err(|e| format!("error: {e}"))?;
+        let inside = result
+            .roi
+            .intersection(&truth.lesion_roi)
+            .map_or(0, |r| r.area());
+        if 2 * inside < result.roi.area() {
+            return Err(format!(
+                "ROI {} lies mostly outside the lesion {}",
+                result.roi, truth.lesion_roi
+            ));
+        }
         let report = &result.analysis.report;
         let peak = report
             .peak
@@ -1124,5 +1149,40 @@ mod phantom_peak {
             println!("  {failure}");
         }
         assert!(rate >= 0.95, "rate {rate:.3}: {failures:#?}");
+    }
+
+    #[test]
+    fn auto_roi_selection_rate() {
+        let mut cases = 0;
+        let mut failures = Vec::new();
+        for seed in 0..6u64 {
+            for layout in [ViewLayout::Dual, ViewLayout::Single] {
+                for events in [EventRequest::None, EventRequest::Rate(6.0)] {
+                    let config = PhantomConfig {
+                        seed: 2000 + seed,
+                        frames: 450,
+                        fps: 15.0,
+                        width: 320,
+                        height: 240,
+                        layout,
+                        events: events.clone(),
+                        ..PhantomConfig::default()
+                    };
+                    cases += 1;
+                    if let Err(reason) = check_exam_with(&config, |_| RoiChoice::Auto) {
+                        failures.push(format!(
+                            "seed {} {layout:?} {events:?}: {reason}",
+                            config.seed
+                        ));
+                    }
+                }
+            }
+        }
+        let rate = (cases - failures.len()) as f64 / cases as f64;
+        println!("automatic ROI: {:.1}% of {cases} exams", 100.0 * rate);
+        for failure in &failures {
+            println!("  {failure}");
+        }
+        assert!(rate >= 0.9, "rate {rate:.3}: {failures:#?}");
     }
 }
