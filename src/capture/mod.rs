@@ -41,6 +41,12 @@ pub enum CaptureError {
     /// The device went away (unplugged, or its driver reported it as gone).
     #[error("capture device {} was disconnected: {reason}", device.display())]
     Disconnected { device: PathBuf, reason: String },
+    /// The device node is not there, for example a capture card not plugged in yet.
+    #[error(
+        "capture device {} is not present: plug in the capture card or check the path",
+        device.display()
+    )]
+    NotPresent { device: PathBuf },
     /// No frame arrived within the timeout.
     #[error(
         "capture device {} delivered no frame within {} ms: check the cable and the \
@@ -77,6 +83,20 @@ impl CaptureError {
     /// Returns whether only one frame was lost, so reading can go on.
     pub fn is_frame_error(&self) -> bool {
         matches!(self, CaptureError::Frame { .. })
+    }
+
+    /// Returns whether the device node is absent or its hardware gone (not found,
+    /// `ENODEV`, `ENXIO`), as when a USB capture card is not plugged in yet. Such a
+    /// device may appear later; a format or permission error will not go away.
+    pub fn is_missing_device(&self) -> bool {
+        match self {
+            CaptureError::Disconnected { .. } | CaptureError::NotPresent { .. } => true,
+            CaptureError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+                    || matches!(source.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -3,27 +3,28 @@
 
 use std::fs::OpenOptions as FileOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use ceus_edge::board::BoardProfile;
 use ceus_edge::capture::source::{open_v4l2, CaptureOptions};
-use ceus_edge::capture::spec::SourceSpec;
+use ceus_edge::capture::spec::{SourceSpec, V4l2Request};
 use ceus_edge::display::fbdev::Framebuffer;
 use ceus_edge::display::{Display, DisplaySpec, NoDisplay, Recorder, Window};
 use ceus_edge::live::control::{self, Command, Reply};
 use ceus_edge::live::events::{Event, EventSink, JsonLines, SessionStats};
-use ceus_edge::live::input::{DeviceInput, LiveInput, Pace, ReplayInput};
+use ceus_edge::live::input::{AwaitedInput, DeviceInput, LiveInput, Pace, ReplayInput};
 use ceus_edge::live::pipeline::{self, ControlMessage, LiveOptions, Outputs};
 use ceus_edge::live::queue::FullPolicy;
 use ceus_edge::live::session::{ExamSession, SessionConfig};
 use ceus_edge::live::worker::InferenceWorker;
 use ceus_edge::phantom::source::PhantomSource;
 use ceus_edge::phantom::{Phantom, PhantomConfig};
-use ceus_edge::source::{self, OpenOptions, SourceError};
+use ceus_edge::source::{self, OpenOptions, SourceError, SourceInfo, TimingSource};
 
 use super::clinical::ClinicalArgs;
 use super::models::ModelArgs;
@@ -31,6 +32,8 @@ use super::tic::CurveArgs;
 
 /// Maximum wait of a control connection for the pipeline's reply to a command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections served at once; each takes a thread.
+const MAX_CONTROL_CONNECTIONS: usize = 8;
 
 /// Set by SIGINT and SIGTERM: the session ends as after a `quit` command.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -246,9 +249,15 @@ fn opener(
                 timeout: Duration::from_millis(args.timeout_ms),
                 ..CaptureOptions::default()
             };
+            // A capture card that is not plugged in yet is waited for, as after an unplug.
             let open: pipeline::Opener = Box::new(move || {
-                let source = open_v4l2(&request, options)?;
-                Ok(Box::new(DeviceInput::new(source)) as Box<dyn LiveInput>)
+                let placeholder = waiting_info(&request);
+                let device = request.path.clone();
+                let open_device = Box::new(move || {
+                    let source = open_v4l2(&request, options)?;
+                    Ok(Box::new(DeviceInput::new(source)) as Box<dyn LiveInput>)
+                });
+                AwaitedInput::open(device, placeholder, open_device)
             });
             Ok((open, FullPolicy::DropOldest, None))
         }
@@ -276,6 +285,19 @@ fn opener(
             });
             Ok((open, replay_policy, fps))
         }
+    }
+}
+
+/// Describes a V4L2 device that is not there yet by the requested size and rate.
+fn waiting_info(request: &V4l2Request) -> SourceInfo {
+    let (width, height) = request.size.unwrap_or((0, 0));
+    SourceInfo {
+        container: "V4L2",
+        width,
+        height,
+        frames: None,
+        fps: request.fps,
+        timing: TimingSource::DeviceTimestamps,
     }
 }
 
@@ -381,7 +403,8 @@ fn start_control(
 }
 
 /// Binds a Unix socket at `path` readable and writable by the owner only. A stale socket
-/// left by an earlier run is replaced; any other file there is an error.
+/// left by an earlier run is replaced. A socket that still accepts connections (another
+/// running instance) or any other file there is an error.
 #[cfg(unix)]
 fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -390,6 +413,13 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
         if !metadata.file_type().is_socket() {
             bail!(
                 "--control unix:{}: the path exists and is not a socket; choose another path",
+                path.display()
+            );
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "--control unix:{}: another program is listening there; stop it or choose \
+                 another path",
                 path.display()
             );
         }
@@ -409,27 +439,53 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::net::TcpListener> {
     bail!("--control unix:{} needs a Unix system", path.display())
 }
 
-/// Serves one connection at a time until the listener fails.
+/// Serves each connection on its own thread, at most [`MAX_CONTROL_CONNECTIONS`] at
+/// once, until the listener fails. The analysis loop applies the commands one at a time
+/// in the order they arrive.
 #[cfg(unix)]
 fn serve_socket(listener: &std::os::unix::net::UnixListener, sender: &Sender<ControlMessage>) {
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let stream = match stream {
+        let mut stream = match stream {
             Ok(stream) => stream,
             Err(error) => {
                 log::warn!("control socket: {error}");
                 continue;
             }
         };
-        let reader = match stream.try_clone() {
-            Ok(reader) => reader,
-            Err(error) => {
-                log::warn!("control socket: {error}");
-                continue;
-            }
-        };
-        if let Err(error) = control::serve(reader, stream, forward_to(sender)) {
-            log::debug!("control connection closed: {error}");
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONTROL_CONNECTIONS {
+            open.fetch_sub(1, Ordering::SeqCst);
+            let message = format!(
+                "{MAX_CONTROL_CONNECTIONS} control connections are open: close one and retry"
+            );
+            let _ = control::write_reply(&mut stream, &Reply::error("", message));
+            continue;
         }
+        let (sender, open) = (sender.clone(), Arc::clone(&open));
+        let spawned = std::thread::Builder::new()
+            .name("control-client".to_string())
+            .spawn(move || {
+                serve_connection(stream, &sender);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(error) = spawned {
+            log::warn!("cannot start a control connection thread: {error}");
+        }
+    }
+}
+
+/// Serves one control connection until it closes or sends `quit`.
+#[cfg(unix)]
+fn serve_connection(stream: std::os::unix::net::UnixStream, sender: &Sender<ControlMessage>) {
+    let reader = match stream.try_clone() {
+        Ok(reader) => reader,
+        Err(error) => {
+            log::warn!("control socket: {error}");
+            return;
+        }
+    };
+    if let Err(error) = control::serve(reader, stream, forward_to(sender)) {
+        log::debug!("control connection closed: {error}");
     }
 }
 

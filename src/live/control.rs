@@ -4,6 +4,8 @@
 //! `{"cmd":"clinical","values":{"age":63}}`, `{"cmd":"roi","x":..,"y":..,"w":..,"h":..}`
 //! and `{"cmd":"roi","auto":true}`. Replies are `{"reply":"ok","cmd":NAME}` or
 //! `{"reply":"error","cmd":NAME,"message":TEXT}`; a command that fails changes nothing.
+//! Blank lines are ignored. `cmd` is empty in the reply to a line that names no known
+//! command.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -238,7 +240,7 @@ fn command_name(text: &str) -> &'static str {
 
 /// Writes `reply` as one JSON line in a single write, so it does not interleave with
 /// events another thread writes to the same stdout.
-fn write_reply(output: &mut impl Write, reply: &Reply) -> std::io::Result<()> {
+pub fn write_reply(output: &mut impl Write, reply: &Reply) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(reply)?;
     line.push(b'\n');
     output.write_all(&line)?;

@@ -1,12 +1,14 @@
 //! Live inputs of the capture thread (a capture device, or a recording replayed at its
 //! own pace or as fast as possible) and the loop that feeds the frame queue.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::queue::{FrameQueue, SourceNotice};
 use crate::capture::device::CaptureDevice;
 use crate::capture::source::CaptureSource;
+use crate::capture::CaptureError;
 use crate::frame::Frame;
 use crate::source::{FrameSource, SourceError, SourceInfo};
 
@@ -57,6 +59,80 @@ impl<D: CaptureDevice> LiveInput for DeviceInput<D> {
 
     fn dropped(&self) -> u64 {
         self.source.stats().dropped
+    }
+}
+
+/// Opens a device opener's input once it succeeds. While the device is missing, reading
+/// fails as it does after an unplug, so the pipeline shows "no signal" and retries with
+/// back-off until the device appears.
+pub struct AwaitedInput {
+    open: Box<dyn FnMut() -> Result<Box<dyn LiveInput>, SourceError> + Send>,
+    input: Option<Box<dyn LiveInput>>,
+    /// Stands in for the device's description until it is open.
+    placeholder: SourceInfo,
+    device: PathBuf,
+}
+
+impl AwaitedInput {
+    /// Calls `open` now, and returns its input or, when `open` fails because the
+    /// device is missing ([`CaptureError::is_missing_device`]), an input that keeps
+    /// trying. Any other error is returned.
+    ///
+    /// # Errors
+    /// The error of `open` when the device is there but cannot be used.
+    pub fn open(
+        device: PathBuf,
+        placeholder: SourceInfo,
+        mut open: Box<dyn FnMut() -> Result<Box<dyn LiveInput>, SourceError> + Send>,
+    ) -> Result<Box<dyn LiveInput>, SourceError> {
+        match open() {
+            Ok(input) => Ok(input),
+            Err(SourceError::Capture(error)) if error.is_missing_device() => {
+                log::warn!("{error}: waiting for the device");
+                Ok(Box::new(AwaitedInput {
+                    open,
+                    input: None,
+                    placeholder,
+                    device,
+                }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+impl LiveInput for AwaitedInput {
+    fn info(&self) -> &SourceInfo {
+        self.input
+            .as_ref()
+            .map_or(&self.placeholder, |input| input.info())
+    }
+
+    fn next_frame(&mut self, frame: &mut Frame) -> Result<bool, SourceError> {
+        match &mut self.input {
+            Some(input) => input.next_frame(frame),
+            None => Err(SourceError::Capture(CaptureError::NotPresent {
+                device: self.device.clone(),
+            })),
+        }
+    }
+
+    fn recover(&mut self) -> Result<(), SourceError> {
+        match &mut self.input {
+            Some(input) => input.recover(),
+            None => {
+                self.input = Some((self.open)()?);
+                Ok(())
+            }
+        }
+    }
+
+    fn can_recover(&self) -> bool {
+        self.input.as_ref().is_none_or(|input| input.can_recover())
+    }
+
+    fn dropped(&self) -> u64 {
+        self.input.as_ref().map_or(0, |input| input.dropped())
     }
 }
 

@@ -347,24 +347,57 @@ impl ExamSession {
         use super::control::Command;
         match command {
             Command::NewExam => {
+                self.warn_if_unfinished(events);
                 self.clinical.clear();
                 self.roi_choice = self.config.roi;
                 self.restart(events, "started");
             }
-            Command::Reset => self.restart(events, "reset"),
+            Command::Reset => {
+                self.warn_if_unfinished(events);
+                self.restart(events, "reset");
+            }
             Command::Clinical(values) => {
                 self.clinical
                     .extend(values.iter().map(|(k, v)| (k.clone(), *v)));
                 self.rescore();
             }
             Command::Roi(roi) => {
+                self.check_roi_change()?;
                 self.check_roi(*roi)?;
                 self.change_roi(RoiChoice::Rect(*roi), events);
             }
-            Command::AutoRoi => self.change_roi(RoiChoice::Auto, events),
+            Command::AutoRoi => {
+                self.check_roi_change()?;
+                self.change_roi(RoiChoice::Auto, events);
+            }
             Command::Quit => {}
         }
         Ok(())
+    }
+
+    /// Rejects an ROI change once the peak is confirmed: the frames before it are gone,
+    /// so a new curve could not reach a result and the shown result would be lost.
+    fn check_roi_change(&self) -> Result<(), String> {
+        match &self.stage {
+            Some(Stage::Tracking(t)) if t.chosen.is_some() => Err(format!(
+                "the peak of exam {} is confirmed and its result stands: send reset (a new \
+                 injection) or new_exam before changing the ROI",
+                self.exam
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Warns that the current exam ends without a result when the bolus had arrived.
+    fn warn_if_unfinished(&mut self, events: &mut dyn EventSink) {
+        let unfinished = match &self.stage {
+            Some(Stage::Tracking(t)) => t.arrival.is_some() && t.result.is_none(),
+            _ => false,
+        };
+        if unfinished {
+            let message = format!("exam {} ended before its result", self.exam);
+            self.warn(events, "abandoned", message);
+        }
     }
 
     fn result_pending(&self) -> bool {

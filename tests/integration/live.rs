@@ -13,13 +13,14 @@ use ceus_edge::analysis::{Quality, Risk};
 use ceus_edge::capture::format::{BufferFormat, FourCc, QUANTIZATION_FULL_RANGE};
 use ceus_edge::capture::mock::{MockDevice, MockEvent};
 use ceus_edge::capture::source::{CaptureOptions, CaptureSource};
+use ceus_edge::capture::CaptureError;
 use ceus_edge::display::NoDisplay;
 use ceus_edge::extractor::{Extractor, LoadOptions};
 use ceus_edge::frame::{Frame, PixelFormat};
 use ceus_edge::geometry::Rect;
 use ceus_edge::live::control::Command;
 use ceus_edge::live::events::{Event, EventLog, EventSink, ResultEvent};
-use ceus_edge::live::input::{Backoff, DeviceInput, LiveInput};
+use ceus_edge::live::input::{AwaitedInput, Backoff, DeviceInput, LiveInput};
 use ceus_edge::live::pipeline::{self, LiveOptions, Opener, Outputs};
 use ceus_edge::live::queue::FullPolicy;
 use ceus_edge::live::session::{
@@ -29,7 +30,7 @@ use ceus_edge::live::worker::InferenceWorker;
 use ceus_edge::phantom::source::PhantomSource;
 use ceus_edge::phantom::{FrameEvent, Phantom, PhantomConfig, Truth};
 use ceus_edge::signature::Signature;
-use ceus_edge::source::FrameSource;
+use ceus_edge::source::{FrameSource, SourceError, SourceInfo, TimingSource};
 use ceus_edge::tic::pipeline::RoiChoice;
 use ceus_edge::tic::TicStatus;
 
@@ -314,6 +315,39 @@ fn new_exam_drops_stale_results() {
         })
         .collect();
     assert_eq!(exams, [(1, "started"), (2, "started")]);
+    let abandoned = events.events.iter().find_map(|e| match e {
+        Event::Warning {
+            exam,
+            kind: "abandoned",
+            message,
+        } => Some((*exam, message.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        abandoned,
+        Some((1, "exam 1 ended before its result".to_string()))
+    );
+}
+
+#[test]
+fn roi_command_after_the_peak_is_rejected() {
+    let config = phantom_config(9);
+    let mut inference = DelayedInference::new(Duration::from_millis(1));
+    let mut rejected = None;
+    let (events, truth) = run_session(&config, &mut inference, |_, session, events| {
+        let peaked = events
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Peak { .. }));
+        if peaked && rejected.is_none() {
+            rejected = Some(session.apply(&Command::AutoRoi, events));
+        }
+    });
+    let error = rejected.unwrap().unwrap_err();
+    assert!(error.contains("confirmed"), "{error}");
+    assert!(error.contains("send reset"), "{error}");
+    assert_eq!(kinds(&events), ["arrival", "peak", "result"]);
+    assert_eq!(inference.jobs[0].roi, truth.lesion_roi);
 }
 
 #[test]
@@ -424,6 +458,54 @@ fn device_disconnect_shows_no_signal_then_reconnects() {
         let source = CaptureSource::new(device, CaptureOptions::default())?;
         Ok(Box::new(DeviceInput::new(source)) as Box<dyn LiveInput>)
     });
+    let (frames, states) = run_until_second_no_signal(open);
+
+    assert_eq!(frames, 8);
+    assert_eq!(states, ["no_signal", "reconnected", "no_signal"]);
+}
+
+/// A device missing when the run starts is waited for: the pipeline reports no signal,
+/// opens the device when it appears, and reads its frames.
+#[test]
+fn device_missing_at_start_is_waited_for() {
+    let (width, height) = (64, 48);
+    let size = (width * height) as usize;
+    let device = MockDevice::new(grey_format(width, height), 4, grey_frames(5, 0, size));
+    let mut device = Some(device);
+    let mut attempts = 0;
+    let open_device = Box::new(move || {
+        attempts += 1;
+        if attempts <= 2 {
+            let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(SourceError::Capture(CaptureError::Io {
+                device: "/dev/video7".into(),
+                operation: "open",
+                source: missing,
+            }));
+        }
+        let device = device.take().expect("opened twice");
+        let source = CaptureSource::new(device, CaptureOptions::default())?;
+        Ok(Box::new(DeviceInput::new(source)) as Box<dyn LiveInput>)
+    });
+    let placeholder = SourceInfo {
+        container: "V4L2",
+        width: 0,
+        height: 0,
+        frames: None,
+        fps: None,
+        timing: TimingSource::DeviceTimestamps,
+    };
+    let open: Opener =
+        Box::new(move || AwaitedInput::open("/dev/video7".into(), placeholder, open_device));
+    let (frames, states) = run_until_second_no_signal(open);
+
+    assert_eq!(frames, 5);
+    assert_eq!(states, ["no_signal", "reconnected", "no_signal"]);
+}
+
+/// Runs the pipeline on a mock device until its second `no_signal` and returns the
+/// frames analysed and the device states reported.
+fn run_until_second_no_signal(open: Opener) -> (u64, Vec<&'static str>) {
     let mut session = ExamSession::new(SessionConfig::default(), BTreeMap::new());
     let mut inference = DelayedInference::new(Duration::from_millis(1));
     let stop = AtomicBool::new(false);
@@ -459,9 +541,9 @@ fn device_disconnect_shows_no_signal_then_reconnects() {
         options,
     )
     .unwrap();
-    assert_eq!(stats.frames, 8);
 
-    let states: Vec<&str> = events
+    assert!(matches!(events.log.events.last(), Some(Event::Stats(_))));
+    let states = events
         .log
         .events
         .iter()
@@ -470,8 +552,7 @@ fn device_disconnect_shows_no_signal_then_reconnects() {
             _ => None,
         })
         .collect();
-    assert_eq!(states, ["no_signal", "reconnected", "no_signal"]);
-    assert!(matches!(events.log.events.last(), Some(Event::Stats(_))));
+    (stats.frames, states)
 }
 
 /// Makes a 1920x1080 frame: dark with a brighter square, timed at 60 fps.
@@ -697,21 +778,46 @@ fn control_socket_takes_commands_and_quits() {
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let stream = UnixStream::connect(&socket).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut ask = |line: &str| -> Value {
-        writeln!(writer, "{line}").unwrap();
-        let mut reply = String::new();
-        reader.read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).unwrap()
+    let connect = || {
+        let stream = UnixStream::connect(&socket).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        move |line: &str| -> Value {
+            writeln!(writer, "{line}").unwrap();
+            let mut reply = String::new();
+            reader.read_line(&mut reply).unwrap();
+            serde_json::from_str(&reply).unwrap()
+        }
     };
+    let mut ask = connect();
     let bogus = ask(r#"{"cmd":"launch"}"#);
     assert_eq!(bogus["reply"], "error");
     assert!(bogus["message"]
         .as_str()
         .unwrap()
         .contains("unknown command"));
+
+    // A second client is served while the first stays connected.
+    let mut ask_too = connect();
+    assert_eq!(ask_too(r#"{"cmd":"reset"}"#)["reply"], "ok");
+
+    // A second instance does not take over the socket of a running one.
+    let second = ceus_edge()
+        .args([
+            "run",
+            "--source",
+            "phantom",
+            "--display",
+            "none",
+            "--control",
+        ])
+        .arg(format!("unix:{}", socket.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another program is listening"), "{stderr}");
+
     assert_eq!(ask(r#"{"cmd":"new_exam"}"#)["reply"], "ok");
     assert_eq!(ask(r#"{"cmd":"quit"}"#)["reply"], "ok");
 
@@ -727,7 +833,7 @@ fn control_socket_takes_commands_and_quits() {
         .filter(|e| e["event"] == "exam")
         .map(|e| e["exam"].as_u64().unwrap())
         .collect();
-    assert_eq!(exams, [1, 2]);
+    assert_eq!(exams, [1, 2, 3]);
     assert_eq!(events.last().unwrap()["event"], "stats");
     assert!(!socket.exists(), "the socket is removed at exit");
 }
@@ -737,6 +843,9 @@ fn run_rejects_bad_input_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_board = dir.path().join("board.toml");
     std::fs::write(&not_a_board, "source = \"phantom\"\nspeed = 2\n").unwrap();
+    // A file that is there but is no device fails at once, unlike a missing device.
+    let not_a_device = dir.path().join("video0");
+    std::fs::write(&not_a_device, "").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["--source".into(), "file:/nonexistent/exam.dcm".into()],
@@ -760,6 +869,13 @@ fn run_rejects_bad_input_with_one_line() {
             "unknown field `speed`",
         ),
         (vec![], "no source"),
+        (
+            vec![
+                "--source".into(),
+                format!("v4l2:{}", not_a_device.display()),
+            ],
+            "video0",
+        ),
     ];
     for (args, expected) in cases {
         let output = ceus_edge().arg("run").args(&args).output().unwrap();
