@@ -1,6 +1,7 @@
 //! Board profiles: the options of `ceus-edge run` for one board, as a flat TOML table
 //! whose keys are the options' long names (`source`, `display`, `threads`, `model`,
-//! `signature`, `layout_profile`, `control`, `events`, `record`), plus an optional `name`.
+//! `signature`, `layout_profile`, `roi`, `dynamic_range`, `control`, `events`, `record`),
+//! plus an optional `name`.
 //!
 //! Options given on the command line win over the profile. Relative paths in a profile
 //! are relative to the profile's folder, except a bare `model` file name, which is looked
@@ -12,6 +13,8 @@ use serde::Deserialize;
 
 use crate::capture::spec::SourceSpec;
 use crate::display::DisplaySpec;
+use crate::geometry::Rect;
+use crate::tic::linearise::{MAX_DYNAMIC_RANGE_DB, MIN_DYNAMIC_RANGE_DB};
 
 /// Largest profile read; a real one is a few hundred bytes.
 const MAX_PROFILE_BYTES: u64 = 64 * 1024;
@@ -45,6 +48,10 @@ pub struct BoardProfile {
     pub model: Option<PathBuf>,
     pub signature: Option<PathBuf>,
     pub layout_profile: Option<PathBuf>,
+    /// A `--roi` value: `auto` or X,Y,W,H in full-frame pixels.
+    pub roi: Option<String>,
+    /// A `--dynamic-range` value: the scanner's log compression in dB.
+    pub dynamic_range: Option<f64>,
     /// A `--control` value: `stdin` or `unix:PATH`.
     pub control: Option<String>,
     /// A `--events` value: `-` or a file.
@@ -96,6 +103,20 @@ impl BoardProfile {
                 "threads {} is out of range: give 1 to 64",
                 self.threads.unwrap_or_default()
             ));
+        }
+        if let Some(roi) = &self.roi {
+            if !roi.eq_ignore_ascii_case("auto") {
+                roi.parse::<Rect>()
+                    .map_err(|e| format!("roi `{roi}`: {e}, or `auto`"))?;
+            }
+        }
+        if let Some(db) = self.dynamic_range {
+            if !(MIN_DYNAMIC_RANGE_DB..=MAX_DYNAMIC_RANGE_DB).contains(&db) {
+                return Err(format!(
+                    "dynamic_range {db} dB is out of range: give {MIN_DYNAMIC_RANGE_DB} to \
+                     {MAX_DYNAMIC_RANGE_DB} dB"
+                ));
+            }
         }
         if let Some(control) = &self.control {
             if control != "stdin" && !control.starts_with("unix:") {
@@ -160,6 +181,8 @@ display = "fb:/dev/fb0"
 threads = 4
 model = "densenet201-int8.onnx"
 layout_profile = "layout.toml"
+roi = "auto"
+dynamic_range = 55.0
 control = "unix:/run/ceus-edge/control.sock"
 events = "/var/lib/ceus-edge/events.jsonl"
 "#,
@@ -169,6 +192,8 @@ events = "/var/lib/ceus-edge/events.jsonl"
         assert_eq!(profile.threads, Some(4));
         assert_eq!(profile.model, Some(PathBuf::from("densenet201-int8.onnx")));
         assert_eq!(profile.layout_profile, Some(dir.path().join("layout.toml")));
+        assert_eq!(profile.roi.as_deref(), Some("auto"));
+        assert_eq!(profile.dynamic_range, Some(55.0));
         assert_eq!(
             profile.events.as_deref(),
             Some("/var/lib/ceus-edge/events.jsonl")
@@ -183,6 +208,11 @@ events = "/var/lib/ceus-edge/events.jsonl"
             ("source = \"usb:0\"", "source:"),
             ("source = \"phantom\"\ndisplay = \"hdmi\"", "display:"),
             ("source = \"phantom\"\nthreads = 0", "threads 0"),
+            ("source = \"phantom\"\nroi = \"1,2,3\"", "roi `1,2,3`"),
+            (
+                "source = \"phantom\"\ndynamic_range = 0.5",
+                "dynamic_range 0.5 dB",
+            ),
             (
                 "source = \"phantom\"\ncontrol = \"tcp:1\"",
                 "control `tcp:1`",

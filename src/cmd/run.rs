@@ -335,6 +335,10 @@ fn apply_board(args: &mut Args, path: &Path) -> anyhow::Result<()> {
         .fill_missing(profile.model, profile.signature, profile.threads);
     args.curve
         .fill_missing_layout_profile(profile.layout_profile);
+    args.curve
+        .fill_missing_curve(profile.roi.as_deref(), profile.dynamic_range)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("board profile {}", path.display()))?;
     Ok(())
 }
 

@@ -42,9 +42,9 @@ pub struct CurveArgs {
     #[arg(long, value_name = "F", value_parser = parse_fps)]
     pub fps: Option<f64>,
 
-    /// Dynamic range of the scanner's log compression, in dB.
-    #[arg(long, value_name = "DB", default_value_t = 60.0, value_parser = parse_dynamic_range)]
-    dynamic_range: f64,
+    /// Dynamic range of the scanner's log compression, in dB [default: 60].
+    #[arg(long, value_name = "DB", value_parser = parse_dynamic_range)]
+    dynamic_range: Option<f64>,
 
     /// TOML layout profile with the view rectangles (see board/layout-profile.example.toml).
     #[arg(long, value_name = "FILE", conflicts_with = "contrast_view")]
@@ -139,7 +139,9 @@ impl CurveArgs {
     pub fn pipeline_options(&self) -> anyhow::Result<PipelineOptions> {
         let args = self;
         let mut options = PipelineOptions::default();
-        options.settings.dynamic_range_db = args.dynamic_range;
+        if let Some(db) = args.dynamic_range {
+            options.settings.dynamic_range_db = db;
+        }
         if let Some(path) = &args.layout_profile {
             options.layout = LayoutChoice::Profile(LayoutProfile::read(path)?);
         } else if let Some(contrast) = args.contrast_view {
@@ -154,6 +156,22 @@ impl CurveArgs {
             Some(RoiArg::Rect(rect)) => RoiChoice::Rect(rect),
         };
         Ok(options)
+    }
+
+    /// Uses a board profile's ROI and dynamic range where the command line gave none.
+    ///
+    /// # Errors
+    /// An invalid `roi` text.
+    pub fn fill_missing_curve(
+        &mut self,
+        roi: Option<&str>,
+        dynamic_range: Option<f64>,
+    ) -> Result<(), String> {
+        if self.roi.is_none() {
+            self.roi = roi.map(str::parse).transpose()?;
+        }
+        self.dynamic_range = self.dynamic_range.or(dynamic_range);
+        Ok(())
     }
 
     /// Uses the layout profile `path` when neither a profile nor the views were given.
