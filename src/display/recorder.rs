@@ -18,6 +18,8 @@ pub struct Recorder {
     /// Streams started so far; a size change starts the next one.
     streams: u32,
     planes: Vec<u8>,
+    /// Set when a write failed: the recording stops and the session goes on.
+    stopped: bool,
 }
 
 struct Stream {
@@ -25,6 +27,7 @@ struct Stream {
     path: PathBuf,
     width: u32,
     height: u32,
+    header_bytes: u64,
 }
 
 impl Recorder {
@@ -50,26 +53,37 @@ impl Recorder {
             stream: None,
             streams: 0,
             planes: Vec::new(),
+            stopped: false,
         })
     }
 
     /// Appends `frame` (RGB8) to the recording.
     ///
+    /// When a write fails (a full disk), the recording stops: the file is cut back to
+    /// its last whole frame, so it stays a valid Y4M stream, and later frames are not
+    /// recorded.
+    ///
     /// # Errors
-    /// [`DisplayError::Io`] when the file cannot be written, [`DisplayError::Parameter`]
-    /// for a grey frame.
+    /// [`DisplayError::Io`] when the file cannot be written (once, when the recording
+    /// stops), [`DisplayError::Parameter`] for a grey frame.
     pub fn record(&mut self, frame: &Frame) -> Result<(), DisplayError> {
         if frame.format != PixelFormat::Rgb8 {
             return Err(DisplayError::Parameter(
                 "the recorder takes RGB8 frames".to_string(),
             ));
         }
+        if self.stopped {
+            return Ok(());
+        }
         let same_size = self
             .stream
             .as_ref()
             .is_some_and(|s| (s.width, s.height) == (frame.width, frame.height));
         if !same_size {
-            self.start_stream(frame.width, frame.height)?;
+            if let Err(error) = self.start_stream(frame.width, frame.height) {
+                self.stopped = true;
+                return Err(error);
+            }
         }
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
@@ -86,11 +100,42 @@ impl Recorder {
             .out
             .write_all(b"FRAME\n")
             .and_then(|()| stream.out.write_all(&self.planes));
-        written.map_err(|source| DisplayError::Io {
-            path: stream.path.clone(),
-            operation: "writing the recording",
+        match written {
+            Ok(()) => Ok(()),
+            Err(source) => Err(self.stop(source)),
+        }
+    }
+
+    /// Stops the recording after a failed write: drops the unwritten buffer, cuts the
+    /// file back to its last whole frame, and returns the error to report.
+    fn stop(&mut self, source: std::io::Error) -> DisplayError {
+        self.stopped = true;
+        let Some(stream) = self.stream.take() else {
+            return DisplayError::Io {
+                path: self.dir.clone(),
+                operation: "writing the recording",
+                source,
+            };
+        };
+        let (file, _unwritten) = stream.out.into_parts();
+        let frame_bytes =
+            "FRAME\n".len() as u64 + 3 * u64::from(stream.width) * u64::from(stream.height);
+        let whole_frames = file
+            .metadata()
+            .map(|m| m.len().saturating_sub(stream.header_bytes) / frame_bytes)
+            .unwrap_or(0);
+        let kept = stream.header_bytes + whole_frames * frame_bytes;
+        if let Err(error) = file.set_len(kept) {
+            log::warn!(
+                "cannot cut {} back to whole frames: {error}",
+                stream.path.display()
+            );
+        }
+        DisplayError::Io {
+            path: stream.path,
+            operation: "writing the recording, which stops here with its whole frames",
             source,
-        })
+        }
     }
 
     /// Writes `frame` as `NAME.png` in the recording folder.
@@ -115,11 +160,10 @@ impl Recorder {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
-        stream.out.flush().map_err(|source| DisplayError::Io {
-            path: stream.path.clone(),
-            operation: "writing the recording",
-            source,
-        })
+        match stream.out.flush() {
+            Ok(()) => Ok(()),
+            Err(source) => Err(self.stop(source)),
+        }
     }
 
     fn start_stream(&mut self, width: u32, height: u32) -> Result<(), DisplayError> {
@@ -138,17 +182,18 @@ impl Recorder {
         let file = File::create(&path).map_err(|e| io_error("creating the recording", e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let (numerator, denominator) = crate::phantom::writer::rate_fraction(self.fps);
-        writeln!(
-            out,
-            "YUV4MPEG2 W{width} H{height} F{numerator}:{denominator} Ip A1:1 C444 XCOLORRANGE=FULL"
-        )
-        .map_err(|e| io_error("writing the recording", e))?;
+        let header = format!(
+            "YUV4MPEG2 W{width} H{height} F{numerator}:{denominator} Ip A1:1 C444 XCOLORRANGE=FULL\n"
+        );
+        out.write_all(header.as_bytes())
+            .map_err(|e| io_error("writing the recording", e))?;
         log::info!("recording the overlay to {}", path.display());
         self.stream = Some(Stream {
             out,
             path,
             width,
             height,
+            header_bytes: header.len() as u64,
         });
         Ok(())
     }

@@ -30,7 +30,8 @@ use ceus_edge::live::worker::InferenceWorker;
 use ceus_edge::phantom::source::PhantomSource;
 use ceus_edge::phantom::{FrameEvent, Phantom, PhantomConfig, Truth};
 use ceus_edge::signature::Signature;
-use ceus_edge::source::{FrameSource, SourceError, SourceInfo, TimingSource};
+use ceus_edge::source::y4m::Y4mSource;
+use ceus_edge::source::{FrameSource, OpenOptions, SourceError, SourceInfo, TimingSource};
 use ceus_edge::tic::pipeline::RoiChoice;
 use ceus_edge::tic::TicStatus;
 
@@ -687,6 +688,63 @@ fn event_lines(stdout: &[u8]) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect()
+}
+
+/// A recording that hits the file size limit (as on a full disk) stops with its whole
+/// frames readable, and the session goes on to the end of the stream.
+#[test]
+fn recording_stops_whole_when_writes_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("recording");
+    let run = ceus_edge();
+    // The shell ignores SIGXFSZ, so writes past the limit fail with EFBIG instead of
+    // killing the process, and sets a file size limit of about 1 to 2 MB (ulimit counts
+    // 512- or 1024-byte blocks depending on the shell).
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2000; exec \"$@\"")
+        .arg("sh")
+        .arg(run.get_program())
+        .args(run.get_args())
+        .args(["run", "--source", "phantom:2", "--phantom-size", "320x240"])
+        .args([
+            "--phantom-seconds",
+            "4",
+            "--pace",
+            "fast",
+            "--display",
+            "none",
+        ])
+        .args(["--events", "-", "--record"])
+        .arg(&record)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stops here with its whole frames"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("writing the recording").count(),
+        1,
+        "{stderr}"
+    );
+    let events = event_lines(&output.stdout);
+    assert_eq!(events.last().unwrap()["frames"], 60);
+
+    let path = record.join("overlay.y4m");
+    let length = std::fs::metadata(&path).unwrap().len();
+    let mut source = Y4mSource::open(&path, &OpenOptions::default()).unwrap();
+    let mut frame = Frame::empty();
+    let mut frames = 0u64;
+    while source.read_frame(&mut frame).unwrap() {
+        frames += 1;
+    }
+    assert!(
+        (1..60).contains(&frames),
+        "{frames} frames in {length} bytes"
+    );
 }
 
 #[test]
