@@ -124,8 +124,8 @@ impl Recorder {
             .metadata()
             .map(|m| m.len().saturating_sub(stream.header_bytes) / frame_bytes)
             .unwrap_or(0);
-        let kept = stream.header_bytes + whole_frames * frame_bytes;
-        if let Err(error) = file.set_len(kept) {
+        let whole_length = stream.header_bytes + whole_frames * frame_bytes;
+        if let Err(error) = file.set_len(whole_length) {
             log::warn!(
                 "cannot cut {} back to whole frames: {error}",
                 stream.path.display()
