@@ -243,6 +243,38 @@ fn analyze_rejects_signature_of_another_extractor() {
     assert!(!dir.path().join("out/result.json").exists());
 }
 
+/// Writes a 320x240 Y4M cine of `frames` black frames.
+fn write_black_y4m(path: &Path, frames: usize) {
+    let mut bytes = b"YUV4MPEG2 W320 H240 F5:1 Ip A1:1 C420jpeg\n".to_vec();
+    for _ in 0..frames {
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend(std::iter::repeat_n(0_u8, 320 * 240));
+        bytes.extend(std::iter::repeat_n(128_u8, 320 * 240 / 2));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn analyze_rejects_black_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let signature = repo_root().join("models/demo-signature.bin");
+    let cases = [
+        (1, "no contrast enhancement in the ROI"),
+        (40, "every frame is black"),
+    ];
+    for (frames, expected) in cases {
+        let input = dir.path().join(format!("black{frames}.y4m"));
+        write_black_y4m(&input, frames);
+        let out = dir.path().join(format!("out{frames}"));
+        let output = run_analyze(&input, &signature, &[], &out);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{frames} frames: {stderr}");
+        assert!(stderr.contains(expected), "{frames} frames: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!out.join("result.json").exists());
+    }
+}
+
 #[test]
 fn analyze_real_sonosite_cine() {
     let Some(cine) = crate::dicom::real_file("color3d_jpeg_baseline.dcm") else {
