@@ -1139,17 +1139,97 @@ mod commands {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         let cea = warnings.iter().find(|w| w["variable"] == "cea").unwrap();
         assert_eq!(cea["rows"], 1);
+        assert_eq!(cea["lines"], serde_json::json!([6]));
         assert_eq!(cea["highest"], 900.0);
         assert_eq!(cea["max"], 500.0);
         let models = result["models"].as_object().unwrap();
         assert!(models.contains_key("clinical"), "{result}");
         assert!(models.contains_key("integrated"), "{result}");
 
+        let text = crate::common::ceus_edge()
+            .args(&arguments[..arguments.len() - 1])
+            .output()
+            .unwrap();
+        assert!(text.status.success());
+        let stdout = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            stdout.contains(
+                "cea is outside the signature's range [0.0, 500.0] on line 6 (values 900.0 \
+                 to 900.0): scored by extrapolation"
+            ),
+            "{stdout}"
+        );
+
         external_table(&table, 4, "nan", "60");
         let stderr = run_failing(&arguments);
         assert!(stderr.contains("line 6"), "{stderr}");
         assert!(stderr.contains("cea is not finite"), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+
+    #[test]
+    fn evaluate_skips_models_with_empty_clinical_cell() {
+        let directory = tempfile::tempdir().unwrap();
+        let signature = directory.path().join("example.sig");
+        super::signature_file::example().save(&signature).unwrap();
+        let table = directory.path().join("external.csv");
+        // Line 6 contains row 4, whose cea cell is empty.
+        external_table(&table, 4, "", "60");
+        let arguments = [
+            "evaluate",
+            "--signature",
+            signature.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--label",
+            "label",
+            "--json",
+        ];
+        let (result, stderr) = run(&arguments);
+        let models = result["models"].as_object().unwrap();
+        assert!(models.contains_key("imaging"), "{result}");
+        assert!(!models.contains_key("clinical"), "{result}");
+        assert!(!models.contains_key("integrated"), "{result}");
+        let skipped = result["skipped_models"].as_array().unwrap();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0]["model"], "clinical");
+        assert_eq!(skipped[1]["model"], "integrated");
+        let missing = &skipped[0]["missing"][0];
+        assert_eq!(missing["variable"], "cea");
+        assert_eq!(missing["lines"], serde_json::json!([6]));
+        assert_eq!(missing["column_present"], true);
+        assert!(
+            stderr.contains("clinical model not evaluated: cea is empty or not a number on line 6"),
+            "{stderr}"
+        );
+
+        let text = crate::common::ceus_edge()
+            .args(&arguments[..arguments.len() - 1])
+            .output()
+            .unwrap();
+        assert!(text.status.success());
+        let stdout = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            stdout
+                .contains("integrated model not evaluated: cea is empty or not a number on line 6"),
+            "{stdout}"
+        );
+
+        // Without the column, every row lacks the value: the message names the column.
+        let csv = std::fs::read_to_string(&table).unwrap();
+        let without_cea: String = csv
+            .lines()
+            .map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                format!("{}\n", cells[..cells.len() - 1].join(","))
+            })
+            .collect();
+        std::fs::write(&table, without_cea).unwrap();
+        let (result, _) = run(&arguments);
+        let skipped = &result["skipped_models"][0];
+        assert_eq!(skipped["missing"][0]["column_present"], false);
+        let reason = skipped["reason"].as_str().unwrap();
+        assert!(reason.contains("the table has no column cea"), "{reason}");
     }
 
     #[test]
