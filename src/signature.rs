@@ -80,6 +80,12 @@ pub enum SignatureError {
     UnknownClinical { name: String, known: Vec<String> },
     #[error("the signature was fitted with feature extractor {expected}, not {found}; use the matching model or refit the signature")]
     ExtractorMismatch { expected: String, found: String },
+    #[error(
+        "the signature does not record its feature extractor (`train` ran without \
+         --extractor-sha256), so it cannot be checked against {found}; refit it with \
+         --extractor-sha256 {found} if the features came from that extractor"
+    )]
+    ExtractorUnknown { found: String },
     #[error("cannot encode the signature: {0}")]
     Encode(String),
 }
@@ -101,6 +107,11 @@ fn variable_list(names: &[String]) -> String {
         names.join(", ")
     }
 }
+
+/// Extractor hash that `train` records when no extractor hash was given: 64 zeros,
+/// which no SHA-256 of a real file is expected to equal.
+pub const UNKNOWN_EXTRACTOR_SHA256: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub use crate::preprocess::ResizeMode;
 
@@ -411,8 +422,20 @@ impl Signature {
         self.integrated_cutoff.unwrap_or(self.imaging_cutoff)
     }
 
-    /// Rejects a feature extractor other than the one the signature was fitted with.
+    /// Returns false when `train` recorded [`UNKNOWN_EXTRACTOR_SHA256`] because no hash of
+    /// the extractor that produced the features was given.
+    pub fn extractor_known(&self) -> bool {
+        self.extractor_sha256 != UNKNOWN_EXTRACTOR_SHA256
+    }
+
+    /// Rejects a feature extractor other than the one the signature was fitted with, and
+    /// every extractor when the signature does not record one.
     pub fn check_extractor(&self, sha256: &str) -> Result<(), SignatureError> {
+        if !self.extractor_known() {
+            return Err(SignatureError::ExtractorUnknown {
+                found: sha256.to_string(),
+            });
+        }
         if self.extractor_sha256.eq_ignore_ascii_case(sha256) {
             Ok(())
         } else {
@@ -825,5 +848,22 @@ mod tests {
             matches!(error, SignatureError::NonFiniteClinical { .. }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn unknown_extractor_named_as_unknown() {
+        let mut unknown = signature();
+        unknown.extractor_sha256 = UNKNOWN_EXTRACTOR_SHA256.to_string();
+        assert!(!unknown.extractor_known());
+        let found = "cd".repeat(32);
+        let error = unknown.check_extractor(&found).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::ExtractorUnknown { .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("--extractor-sha256"), "{message}");
+        assert!(message.contains(&found), "{message}");
+        assert!(signature().extractor_known());
     }
 }

@@ -204,10 +204,9 @@ fn analyze_rejects_out_of_range_clinical_value() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
-#[test]
-fn analyze_rejects_signature_of_another_extractor() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.csv");
+/// Writes a 60-row table whose f0 shifts with the label, enough for `train` to fit.
+fn write_small_table(dir: &Path) -> PathBuf {
+    let table = dir.join("t.csv");
     let mut csv = String::from("label,f0,f1\n");
     for row in 0..60 {
         let label = row % 2;
@@ -220,6 +219,13 @@ fn analyze_rejects_signature_of_another_extractor() {
         .unwrap();
     }
     std::fs::write(&table, csv).unwrap();
+    table
+}
+
+#[test]
+fn analyze_rejects_signature_of_another_extractor() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = write_small_table(dir.path());
     let signature = dir.path().join("other.bin");
     let trained = ceus_edge()
         .args(["train", "--table"])
@@ -273,6 +279,38 @@ fn analyze_rejects_black_input() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(!out.join("result.json").exists());
     }
+}
+
+#[test]
+fn analyze_names_unknown_extractor_of_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = write_small_table(dir.path());
+    let signature = dir.path().join("unknown.bin");
+    let trained = ceus_edge()
+        .args(["train", "--table"])
+        .arg(&table)
+        .args(["--label", "label", "--test-fraction", "0", "--folds", "3"])
+        .arg("--out")
+        .arg(&signature)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&trained.stderr);
+    assert!(trained.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("records its feature extractor as unknown"),
+        "{stderr}"
+    );
+    let exam = write_phantom(&dir.path().join("exam"), &[]);
+
+    let output = run_analyze(&exam, &signature, &[], &dir.path().join("out"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not record its feature extractor"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&bundled_model_sha256()), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
 #[test]

@@ -1233,6 +1233,92 @@ mod commands {
     }
 
     #[test]
+    fn train_says_why_clinical_model_missing() {
+        // The label follows f0, and `noise` has nothing to do with it, so it fails the
+        // univariate screen and only the rad-score enters the integrated model.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("cohort.csv");
+        let mut text = String::from("y,noise,f0,f1\n");
+        for i in 0..60 {
+            let y = i % 2;
+            let f0 = f64::from(i % 7) + 2.0 * f64::from(y);
+            let noise = f64::from((i / 2) % 9);
+            text.push_str(&format!("{y},{noise},{f0},{}\n", (i * 37 % 11) as f64));
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = directory.path().join("s.sig");
+        let mut arguments = vec![
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--clinical",
+            "noise",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--seed",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        let (summary, stderr) = run(&arguments);
+        let clinical = &summary["clinical_model"];
+        assert_eq!(clinical["fitted"], false, "{clinical}");
+        let reason = clinical["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("no clinical variable passed the univariate screen p < 0.1"),
+            "{reason}"
+        );
+        assert!(reason.contains("noise p = "), "{reason}");
+        let note = summary["integrated_model"]["note"].as_str().unwrap();
+        assert!(note.contains("rad-score alone"), "{note}");
+
+        let provenance = &summary["provenance"];
+        assert!(provenance["extractor_sha256"].is_null(), "{provenance}");
+        assert_eq!(provenance["extractor_sha256_source"], "unknown");
+        let table_hash = provenance["table_sha256"].as_str().unwrap();
+        assert_eq!(table_hash.len(), 64);
+        let options = provenance["fit_options"].as_str().unwrap();
+        for part in ["--seed 4", "--folds 5", "--test-fraction 0", "--lambda 1se"] {
+            assert!(options.contains(part), "{part} not in {options}");
+        }
+        assert!(
+            stderr.contains("records its feature extractor as unknown"),
+            "{stderr}"
+        );
+        let signature = ceus_edge::signature::Signature::load(&out).unwrap();
+        assert!(!signature.extractor_known());
+        assert!(signature.clinical_model.is_none());
+        assert!(
+            signature.provenance.contains(table_hash),
+            "{}",
+            signature.provenance
+        );
+        assert!(
+            signature.provenance.contains("--seed 4"),
+            "{}",
+            signature.provenance
+        );
+
+        arguments.pop();
+        let output = crate::common::ceus_edge()
+            .args(&arguments)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("clinical model not fitted: no clinical variable passed"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("feature extractor unknown"), "{stdout}");
+    }
+
+    #[test]
     fn train_errors_name_row_and_column() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("bad.csv");
