@@ -5,6 +5,7 @@
 //! Mann-Whitney p < 0.05, drop redundant ones (|Spearman rho| > 0.9), fit a LASSO logistic
 //! model chosen by cross-validation, then fit the clinical and integrated logistic models.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -80,6 +81,10 @@ pub struct Args {
     /// deviance (1se) or the minimum itself (min).
     #[arg(long, value_enum, default_value = "1se")]
     lambda: LambdaChoice,
+    /// Unit of a clinical variable, NAME=UNIT (for example cea=ng/mL); repeatable. The
+    /// signature records it, and the range errors of `analyze` and `run` name it.
+    #[arg(long = "unit", value_name = "NAME=UNIT")]
+    units: Vec<String>,
     /// Univariate p-value below which a clinical variable enters the multivariate model.
     #[arg(long, default_value_t = 0.1)]
     clinical_p: f64,
@@ -132,6 +137,7 @@ struct Feature {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_args(&args)?;
+    let units = parse_units(&args)?;
     let table = Table::read(&args.table)?;
     let labels_all = table.label_column(&args.label)?;
     let is_test = test_rows(&args, &table, &labels_all)?;
@@ -156,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let extractor = extractor_hash(&args)?;
     let provenance = Provenance::new(&args, &extractor)?;
-    let signature = build_signature(
+    let mut signature = build_signature(
         &args,
         &provenance,
         &extractor.sha256,
@@ -166,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &imaging,
         &clinical,
     );
+    set_units(&mut signature, &units);
     signature
         .save(&args.out)
         .with_context(|| format!("cannot write the signature to {}", args.out.display()))?;
@@ -217,6 +224,44 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses the --unit options into units by variable name. Every name must be one of
+/// --clinical, so that a misspelt name does not leave its variable without a unit.
+fn parse_units(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut units = BTreeMap::new();
+    for option in &args.units {
+        let Some((name, unit)) = option.split_once('=') else {
+            bail!("invalid --unit `{option}`: expected NAME=UNIT, for example --unit cea=ng/mL");
+        };
+        let name = name.trim();
+        if !args.clinical.iter().any(|c| c == name) {
+            bail!(
+                "--unit `{option}` names {name:?}, which is not one of the --clinical \
+                 columns ({}): check the name",
+                args.clinical.join(", ")
+            );
+        }
+        units.insert(name.to_string(), unit.trim().to_string());
+    }
+    Ok(units)
+}
+
+/// Records the unit of each clinical variable of the signature's models that has one.
+fn set_units(signature: &mut Signature, units: &BTreeMap<String, String>) {
+    let clinical = signature
+        .clinical_model
+        .iter_mut()
+        .flat_map(|m| &mut m.variables);
+    let integrated = signature
+        .integrated_model
+        .iter_mut()
+        .flat_map(|m| &mut m.variables);
+    for variable in clinical.chain(integrated) {
+        if let Some(unit) = units.get(&variable.name) {
+            variable.unit.clone_from(unit);
+        }
+    }
 }
 
 /// Marks each row as a test row, from the split column or by a stratified seeded draw.
@@ -869,7 +914,7 @@ impl Provenance {
     }
 }
 
-/// Writes the options that decide the fit as command-line options, defaults included, so
+/// Formats the options that decide the fit as command-line options, defaults included, so
 /// that a later build with other defaults can still repeat it. Output options (--out,
 /// --report, --json, --jobs) do not change the fit and are left out.
 fn fit_options(args: &Args) -> String {

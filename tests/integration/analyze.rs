@@ -56,6 +56,8 @@ fn train_signature(dir: &Path) -> PathBuf {
             "label",
             "--clinical",
             "age",
+            "--unit",
+            "age=years",
             "--test-fraction",
             "0.3",
         ])
@@ -200,7 +202,11 @@ fn analyze_rejects_out_of_range_clinical_value() {
     );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("age"), "{stderr}");
+    assert!(
+        stderr.contains("age = 400 is outside its valid range"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("] years"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 

@@ -1335,6 +1335,24 @@ mod commands {
         ]);
         assert!(stderr.contains("line 3, column \"f0\""), "{stderr}");
 
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--clinical",
+            "f1",
+            "--unit",
+            "f2=mm",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            stderr.contains("--unit `f2=mm` names \"f2\", which is not one of the --clinical"),
+            "{stderr}"
+        );
+
         std::fs::write(&path, "y,f0\n1,1\n1,2\n1,3\n").unwrap();
         let stderr = run_failing(&[
             "train",
