@@ -1372,5 +1372,24 @@ fn markdown_page(summary: &Value) -> String {
             ));
         }
     }
+    page.push_str(&provenance_section(&summary["provenance"]));
     page
+}
+
+/// Renders the provenance as a Markdown section: what repeating the fit needs.
+fn provenance_section(provenance: &Value) -> String {
+    let extractor = match provenance["extractor_sha256"].as_str() {
+        Some(hash) => format!(
+            "`{hash}` (from {})",
+            provenance["extractor_sha256_source"].as_str().unwrap_or("")
+        ),
+        None => "unknown: no --extractor-sha256 was given".to_string(),
+    };
+    format!(
+        "\n## Provenance\n\n- ceus-edge {}\n- table SHA-256 `{}`\n- options \
+         `{}`\n- feature extractor SHA-256 {extractor}\n",
+        provenance["ceus_edge_version"].as_str().unwrap_or(""),
+        provenance["table_sha256"].as_str().unwrap_or(""),
+        provenance["fit_options"].as_str().unwrap_or("")
+    )
 }

@@ -959,6 +959,12 @@ mod commands {
         assert!(page.contains("| clinical | c_texture"), "{page}");
         assert!(page.contains("![ROC curves, test rows"), "{page}");
         assert!(page.contains("(roc_test.png)"), "{page}");
+        let table_hash = summary["provenance"]["table_sha256"].as_str().unwrap();
+        assert!(
+            page.contains(&format!("- table SHA-256 `{table_hash}`")),
+            "{page}"
+        );
+        assert!(page.contains("--split-column split"), "{page}");
         let first = &summary["selection"]["selected"][0];
         let feature_row = format!(
             "| {} | {} | {} |",
