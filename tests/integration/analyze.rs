@@ -207,6 +207,7 @@ fn analyze_rejects_out_of_range_clinical_value() {
         "{stderr}"
     );
     assert!(stderr.contains("] years"), "{stderr}");
+    assert!(stderr.contains("from --set or --clinical"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
