@@ -12,6 +12,7 @@ use crate::heatmap::{self, RadScoreMap};
 use crate::preprocess::{self, PreprocessError, ResizeMode, SIZE};
 use crate::signature::{ClinicalOutcome, Signature, SignatureError};
 use crate::source::{FrameSource, SourceError};
+use crate::tic::flags::FlagSettings;
 use crate::tic::pipeline::{self, PipelineError, PipelineOptions, PipelineResult};
 use crate::tic::report::{TicReport, TicStatus};
 
@@ -31,6 +32,15 @@ pub enum AnalysisError {
     PeakFrameMissing(u64),
     #[error("no peak frame: {0}")]
     NoPeak(&'static str),
+    #[error(
+        "no contrast enhancement in the ROI {roi} of peak frame {frame}: {detail}; check \
+         that the input is the CEUS exam and that the ROI covers the lesion"
+    )]
+    NoSignal {
+        frame: u64,
+        roi: Rect,
+        detail: String,
+    },
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
     #[error(transparent)]
@@ -168,11 +178,19 @@ pub fn exam_features(
     let peak_index = match &report.peak {
         Some(peak) => peak.frame_index,
         None if report.status == TicStatus::SingleFrame => 0,
+        None if report.status == TicStatus::AllFlagged
+            && report.flags.counts.black == report.flags.counts.flagged =>
+        {
+            return Err(AnalysisError::NoPeak(
+                "every frame is black, so the input has no ultrasound signal",
+            ))
+        }
         None => return Err(AnalysisError::NoPeak(report.status.describe())),
     };
     let peak_frame = read_frame_at(&mut open, peak_index)?;
 
     let roi = tic.roi;
+    check_roi_signal(&peak_frame, roi, &options.settings.flags, peak_index)?;
     let tensor = preprocess::preprocess(&peak_frame, Some(roi), resize)?;
     let features = extractor.run(&[1, 3, SIZE, SIZE], &tensor)?;
     Ok(ExamFeatures {
@@ -181,6 +199,63 @@ pub fn exam_features(
         roi,
         features,
         warnings,
+    })
+}
+
+/// Rejects a peak frame whose ROI contains no image: black by the black-frame test (the grey
+/// level at `flags.black_percentile` at most `flags.black_level`), or one grey level
+/// throughout. The extractor would still return features for such a region, and so a
+/// risk, but nothing in it comes from the patient.
+///
+/// NOTE: a lesion that takes up no contrast at all, inside a ROI drawn tightly around
+/// it, is also black and is rejected; a ROI that includes the surrounding tissue passes.
+fn check_roi_signal(
+    frame: &Frame,
+    roi: Rect,
+    flags: &FlagSettings,
+    index: u64,
+) -> Result<(), AnalysisError> {
+    let mut histogram = [0_u64; 256];
+    let x_end = roi.x.saturating_add(roi.w).min(frame.width);
+    let y_end = roi.y.saturating_add(roi.h).min(frame.height);
+    for y in roi.y..y_end {
+        for x in roi.x..x_end {
+            histogram[usize::from(frame.luma_at(x, y))] += 1;
+        }
+    }
+    let count: u64 = histogram.iter().sum();
+    if count == 0 {
+        // An empty ROI or one outside the frame: preprocessing rejects it with its own error.
+        return Ok(());
+    }
+    let rank = ((flags.black_percentile * count as f64).ceil() as u64).clamp(1, count);
+    let mut seen = 0;
+    let percentile_level = histogram
+        .iter()
+        .position(|&n| {
+            seen += n;
+            seen >= rank
+        })
+        .unwrap_or(255);
+    let lowest = histogram.iter().position(|&n| n > 0).unwrap_or(0);
+    let highest = histogram.iter().rposition(|&n| n > 0).unwrap_or(0);
+
+    let detail = if percentile_level <= usize::from(flags.black_level) {
+        format!(
+            "the ROI is black ({:.0}% of its pixels are at grey level {percentile_level} or \
+             below, and the black level is {})",
+            flags.black_percentile * 100.0,
+            flags.black_level
+        )
+    } else if lowest == highest {
+        format!("every pixel of the ROI has grey level {lowest}")
+    } else {
+        return Ok(());
+    };
+    Err(AnalysisError::NoSignal {
+        frame: index,
+        roi,
+        detail,
     })
 }
 
@@ -317,5 +392,75 @@ pub fn assess_quality(report: &TicReport, warnings: &mut Vec<String>) -> Quality
         fit_r2,
         flagged_fraction,
         peak_ncc: report.peak.as_ref().and_then(|peak| peak.ncc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::PixelFormat;
+
+    /// Makes a 40x30 grey frame filled with `level`, with a speckle pattern of `amplitude`.
+    fn frame(level: u8, amplitude: u8) -> Frame {
+        let mut frame = Frame::new(40, 30, PixelFormat::Gray8);
+        for (i, sample) in frame.data.iter_mut().enumerate() {
+            let speckle = if amplitude == 0 {
+                0
+            } else {
+                ((i * 7919) % usize::from(amplitude)) as u8
+            };
+            *sample = level.saturating_add(speckle);
+        }
+        frame
+    }
+
+    fn check(frame: &Frame, roi: Rect) -> Result<(), AnalysisError> {
+        check_roi_signal(frame, roi, &FlagSettings::default(), 4)
+    }
+
+    #[test]
+    fn black_roi_rejected() {
+        let roi = Rect::new(5, 5, 20, 20);
+        let error = check(&frame(0, 0), roi).unwrap_err();
+        assert!(matches!(error, AnalysisError::NoSignal { frame: 4, .. }));
+        let message = error.to_string();
+        assert!(
+            message.contains("no contrast enhancement in the ROI 5,5,20,20"),
+            "{message}"
+        );
+        assert!(message.contains("black"), "{message}");
+    }
+
+    #[test]
+    fn dark_noise_with_few_specks_is_black() {
+        // Noise up to grey level 9 plus one bright pixel in 400: below the black level at
+        // the 99th percentile.
+        let mut dark = frame(0, 10);
+        dark.data[6 * 40 + 6] = 250;
+        let error = check(&dark, Rect::new(5, 5, 20, 20)).unwrap_err();
+        assert!(matches!(error, AnalysisError::NoSignal { .. }), "{error}");
+    }
+
+    #[test]
+    fn uniform_roi_rejected() {
+        let error = check(&frame(90, 0), Rect::new(0, 0, 40, 30)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("every pixel of the ROI has grey level 90"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn enhanced_roi_accepted() {
+        assert!(check(&frame(40, 60), Rect::new(5, 5, 20, 20)).is_ok());
+        // Black around a bright ROI does not matter.
+        let mut lesion = frame(0, 0);
+        for y in 10..20 {
+            for x in 10..20 {
+                lesion.data[y * 40 + x] = 100 + ((x * y) % 13) as u8;
+            }
+        }
+        assert!(check(&lesion, Rect::new(10, 10, 10, 10)).is_ok());
     }
 }

@@ -60,7 +60,11 @@ pub enum SignatureError {
     NonFiniteFeature { index: usize, value: f64 },
     #[error("clinical variable {name} is not finite ({value}); give a number")]
     NonFiniteClinical { name: String, value: f64 },
-    #[error("clinical variable {name} = {value} is outside its valid range [{min}, {max}] {unit}")]
+    #[error(
+        "clinical variable {name} = {value} is outside its valid range [{min}, {max}]{}: \
+         check the value and its unit",
+        unit_suffix(.unit)
+    )]
     OutOfRange {
         name: String,
         value: f64,
@@ -68,11 +72,46 @@ pub enum SignatureError {
         max: f64,
         unit: String,
     },
+    #[error(
+        "clinical variable `{name}` is not a variable of the signature, which uses {}: \
+         check the name",
+        variable_list(.known)
+    )]
+    UnknownClinical { name: String, known: Vec<String> },
     #[error("the signature was fitted with feature extractor {expected}, not {found}; use the matching model or refit the signature")]
     ExtractorMismatch { expected: String, found: String },
+    #[error(
+        "the signature does not record its feature extractor (`train` ran without \
+         --extractor-sha256), so it cannot be checked against {found}; refit it with \
+         --extractor-sha256 {found} if the features came from that extractor"
+    )]
+    ExtractorUnknown { found: String },
     #[error("cannot encode the signature: {0}")]
     Encode(String),
 }
+
+/// Formats a unit after a range: " ng/mL", or a note when the signature records none.
+fn unit_suffix(unit: &str) -> String {
+    if unit.trim().is_empty() {
+        " (no unit recorded)".to_string()
+    } else {
+        format!(" {unit}")
+    }
+}
+
+/// Formats variable names for a message: "age, cea", or "no clinical variables".
+fn variable_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "no clinical variables".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Extractor hash that `train` records when no extractor hash was given: 64 zeros,
+/// which no SHA-256 of a real file is expected to equal.
+pub const UNKNOWN_EXTRACTOR_SHA256: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub use crate::preprocess::ResizeMode;
 
@@ -204,6 +243,66 @@ pub enum RangePolicy {
     Extrapolate,
 }
 
+/// The clinical variables a signature's models use, with their valid ranges and units.
+///
+/// The live session keeps this in place of the signature, which the inference worker
+/// owns, so that it can reject a clinical value before the value reaches scoring.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClinicalRanges {
+    variables: Vec<ClinicalVariable>,
+}
+
+impl ClinicalRanges {
+    /// Keeps the first variable of each name, in order.
+    pub fn new(variables: Vec<ClinicalVariable>) -> ClinicalRanges {
+        let mut unique: Vec<ClinicalVariable> = Vec::with_capacity(variables.len());
+        for variable in variables {
+            if !unique.iter().any(|v| v.name == variable.name) {
+                unique.push(variable);
+            }
+        }
+        ClinicalRanges { variables: unique }
+    }
+
+    /// Names of the variables, in model order.
+    pub fn names(&self) -> Vec<String> {
+        self.variables.iter().map(|v| v.name.clone()).collect()
+    }
+
+    /// Checks values by variable name as scoring one patient would, without scoring.
+    ///
+    /// Errors: [`SignatureError::UnknownClinical`] for a name no model uses,
+    /// [`SignatureError::NonFiniteClinical`], and [`SignatureError::OutOfRange`] for a
+    /// value outside its variable's range. Missing variables are not an error, because
+    /// they can be set later.
+    pub fn check(&self, values: &BTreeMap<String, f64>) -> Result<(), SignatureError> {
+        for (name, &value) in values {
+            let Some(variable) = self.variables.iter().find(|v| &v.name == name) else {
+                return Err(SignatureError::UnknownClinical {
+                    name: name.clone(),
+                    known: self.names(),
+                });
+            };
+            if !value.is_finite() {
+                return Err(SignatureError::NonFiniteClinical {
+                    name: name.clone(),
+                    value,
+                });
+            }
+            if value < variable.min || value > variable.max {
+                return Err(SignatureError::OutOfRange {
+                    name: name.clone(),
+                    value,
+                    min: variable.min,
+                    max: variable.max,
+                    unit: variable.unit.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A finite clinical value outside its variable's valid range.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutOfRangeValue {
@@ -323,8 +422,20 @@ impl Signature {
         self.integrated_cutoff.unwrap_or(self.imaging_cutoff)
     }
 
-    /// Rejects a feature extractor other than the one the signature was fitted with.
+    /// Returns false when `train` recorded [`UNKNOWN_EXTRACTOR_SHA256`] because no hash of
+    /// the extractor that produced the features was given.
+    pub fn extractor_known(&self) -> bool {
+        self.extractor_sha256 != UNKNOWN_EXTRACTOR_SHA256
+    }
+
+    /// Rejects a feature extractor other than the one the signature was fitted with, and
+    /// every extractor when the signature does not record one.
     pub fn check_extractor(&self, sha256: &str) -> Result<(), SignatureError> {
+        if !self.extractor_known() {
+            return Err(SignatureError::ExtractorUnknown {
+                found: sha256.to_string(),
+            });
+        }
         if self.extractor_sha256.eq_ignore_ascii_case(sha256) {
             Ok(())
         } else {
@@ -423,6 +534,14 @@ impl Signature {
             values,
             policy,
         )?))
+    }
+
+    /// Returns the clinical variables of the clinical and the integrated model with their
+    /// valid ranges, once per name, for checking values before scoring.
+    pub fn clinical_ranges(&self) -> ClinicalRanges {
+        let clinical = self.clinical_model.iter().flat_map(|m| &m.variables);
+        let integrated = self.integrated_model.iter().flat_map(|m| &m.variables);
+        ClinicalRanges::new(clinical.chain(integrated).cloned().collect())
     }
 
     /// Lists the finite values outside their valid range, once per variable name, over
@@ -609,4 +728,142 @@ fn linear_outcome(
     Ok(ClinicalOutcome::Available {
         probability: sigmoid(eta),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variable(name: &str, unit: &str, min: f64, max: f64) -> ClinicalVariable {
+        ClinicalVariable {
+            name: name.to_string(),
+            unit: unit.to_string(),
+            min,
+            max,
+            coefficient: 0.1,
+        }
+    }
+
+    /// Builds a signature whose clinical model uses age and cea and whose integrated model uses
+    /// cea and t_stage.
+    fn signature() -> Signature {
+        Signature {
+            format_version: FORMAT_VERSION,
+            demo: true,
+            provenance: "unit test".to_string(),
+            extractor_sha256: "ab".repeat(32),
+            preprocessing: Preprocessing::default(),
+            feature_dimension: 4,
+            rad_score: RadScore {
+                feature_indices: vec![0],
+                means: vec![0.0],
+                std_devs: vec![1.0],
+                coefficients: vec![1.0],
+                intercept: 0.0,
+            },
+            imaging_cutoff: 0.5,
+            integrated_cutoff: Some(0.5),
+            clinical_model: Some(ClinicalModel {
+                intercept: 0.0,
+                variables: vec![
+                    variable("age", "years", 18.0, 90.0),
+                    variable("cea", "ng/mL", 0.2, 80.0),
+                ],
+            }),
+            integrated_model: Some(IntegratedModel {
+                intercept: 0.0,
+                rad_score_coefficient: 1.0,
+                variables: vec![
+                    variable("cea", "ng/mL", 0.2, 80.0),
+                    variable("t_stage", "", 1.0, 4.0),
+                ],
+            }),
+            training_aucs: ModelAucs::default(),
+        }
+    }
+
+    fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+    }
+
+    #[test]
+    fn clinical_ranges_list_each_variable_once() {
+        let ranges = signature().clinical_ranges();
+        assert_eq!(ranges.names(), ["age", "cea", "t_stage"]);
+    }
+
+    #[test]
+    fn clinical_ranges_accept_values_inside() {
+        let ranges = signature().clinical_ranges();
+        let inside = values(&[("age", 18.0), ("cea", 80.0), ("t_stage", 2.0)]);
+        assert!(ranges.check(&inside).is_ok());
+        assert!(ranges.check(&BTreeMap::new()).is_ok());
+    }
+
+    #[test]
+    fn clinical_ranges_reject_out_of_range() {
+        let ranges = signature().clinical_ranges();
+        let error = ranges.check(&values(&[("cea", 500.0)])).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::OutOfRange { value, .. } if value == 500.0),
+            "{error}"
+        );
+        let message = error.to_string();
+        for part in ["cea", "500", "[0.2, 80]", "ng/mL"] {
+            assert!(message.contains(part), "{part} not in {message}");
+        }
+        let message = ranges
+            .check(&values(&[("t_stage", 7.0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("(no unit recorded)"), "{message}");
+    }
+
+    #[test]
+    fn clinical_ranges_reject_unknown_name() {
+        let ranges = signature().clinical_ranges();
+        let error = ranges
+            .check(&values(&[("age", 60.0), ("ceaa", 5.0)]))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`ceaa`"), "{message}");
+        assert!(message.contains("age, cea, t_stage"), "{message}");
+
+        let mut imaging_only = signature();
+        imaging_only.clinical_model = None;
+        imaging_only.integrated_model = None;
+        let message = imaging_only
+            .clinical_ranges()
+            .check(&values(&[("age", 60.0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("no clinical variables"), "{message}");
+    }
+
+    #[test]
+    fn clinical_ranges_reject_non_finite() {
+        let ranges = signature().clinical_ranges();
+        let error = ranges.check(&values(&[("age", f64::NAN)])).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::NonFiniteClinical { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_extractor_named_as_unknown() {
+        let mut unknown = signature();
+        unknown.extractor_sha256 = UNKNOWN_EXTRACTOR_SHA256.to_string();
+        assert!(!unknown.extractor_known());
+        let found = "cd".repeat(32);
+        let error = unknown.check_extractor(&found).unwrap_err();
+        assert!(
+            matches!(error, SignatureError::ExtractorUnknown { .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("--extractor-sha256"), "{message}");
+        assert!(message.contains(&found), "{message}");
+        assert!(signature().extractor_known());
+    }
 }

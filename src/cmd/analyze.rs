@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let clinical = args.clinical.values()?;
     super::reject_input_as_output(&args.out, &args.input)?;
     let (extractor, signature) = args.models.load()?;
+    check_clinical_ranges(&signature, &clinical)?;
     let analysis = analyse_input(&args.input, &args.curve, &extractor, &signature, &clinical)?;
     let document = write_outputs(&args.out, &args.input, &analysis, &extractor, &signature)?;
 
@@ -62,6 +63,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_summary(&mut out, &args.out, &analysis, &signature)?;
     }
     Ok(())
+}
+
+/// Rejects a clinical value outside the signature's range before the curve and the
+/// extractor run, rather than when scoring after them. A name the signature does not use
+/// is left to scoring, which ignores it with a warning.
+fn check_clinical_ranges(
+    signature: &Signature,
+    clinical: &BTreeMap<String, f64>,
+) -> anyhow::Result<()> {
+    let ranges = signature.clinical_ranges();
+    let names = ranges.names();
+    let used: BTreeMap<String, f64> = clinical
+        .iter()
+        .filter(|(name, _)| names.contains(name))
+        .map(|(name, &value)| (name.clone(), value))
+        .collect();
+    ranges
+        .check(&used)
+        .context("invalid clinical value from --set or --clinical")
 }
 
 /// Runs the analysis of one input with the loaded models.

@@ -15,6 +15,8 @@ pub struct ClinicalArgs {
     clinical: Option<PathBuf>,
 
     /// One clinical value, NAME=VALUE; repeatable, and overrides the same name in --clinical.
+    /// A value outside the signature's valid range is rejected. `run` also rejects a name
+    /// the signature does not use, and `analyze` ignores it with a warning.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
 }

@@ -29,7 +29,9 @@ pub struct Args {
     /// Signature file to score the table with (feature columns PREFIX<index>).
     #[arg(long, requires = "table")]
     signature: Option<PathBuf>,
-    /// Feature table scored with --signature.
+    /// Feature table scored with --signature. A clinical value outside the signature's
+    /// range is scored by extrapolation and listed with its line under "out_of_range"; a
+    /// model with an empty clinical cell is skipped and listed under "skipped_models".
     #[arg(long)]
     table: Option<PathBuf>,
     /// Table of precomputed scores, evaluated with --score.
@@ -67,6 +69,7 @@ struct Scored {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut range_warnings = Vec::new();
+    let mut skipped = Vec::new();
     let (table, models) = if let Some(path) = &args.scores {
         let table = Table::read(path)?;
         let models = score_columns(&table, &args.score)?;
@@ -79,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let table = Table::read(table)?;
         let scored = score_signature(&loaded, &table, &args.features_prefix)?;
         range_warnings = scored.range_warnings;
+        skipped = scored.skipped;
         (table, scored.models)
     };
     let labels = table.label_column(&args.label)?;
@@ -111,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     summary["out_of_range"] = json!(range_warnings);
+    summary["skipped_models"] = json!(skipped);
 
     if let Some(directory) = &args.report {
         write_report(directory, &summary, &groups, &models)?;
@@ -149,18 +154,44 @@ struct RangeWarning {
     /// Smallest and largest value seen outside the range.
     lowest: f64,
     highest: f64,
+    /// Table lines (the header is line 1) of the rows scored by extrapolation.
+    lines: Vec<usize>,
 }
 
-/// The models scored with a signature and the out-of-range clinical values met.
+/// A model of the signature left out of the evaluation, with the rows that lack its
+/// clinical values.
+#[derive(serde::Serialize)]
+struct SkippedModel {
+    model: &'static str,
+    reason: String,
+    missing: Vec<MissingValues>,
+}
+
+/// The rows without a numeric value of one clinical variable.
+#[derive(serde::Serialize)]
+struct MissingValues {
+    variable: String,
+    /// False when the table has no column of that name.
+    column_present: bool,
+    /// Table lines whose cell is empty or not a number (every row without the column).
+    lines: Vec<usize>,
+}
+
+/// The models scored with a signature, the models skipped and the out-of-range clinical
+/// values met.
 struct SignatureScores {
     models: Vec<Scored>,
+    skipped: Vec<SkippedModel>,
     range_warnings: Vec<RangeWarning>,
 }
 
 /// Scores each row with the signature: the imaging probability always, the clinical and
-/// integrated probabilities when the table has every column they need. A finite clinical
-/// value outside the signature's range is scored by extrapolation and counted, because an
-/// external cohort rarely stays inside the training cohort's minimum and maximum.
+/// integrated probabilities when every row has a value of every variable they use. A
+/// model that lacks a value on some row is skipped and reported with those rows, because
+/// scoring it on fewer rows would make its AUC and DeLong tests incomparable with the
+/// other models'. A finite clinical value outside the signature's range is scored by
+/// extrapolation and reported, because an external cohort rarely stays inside the
+/// training cohort's minimum and maximum.
 fn score_signature(
     signature: &Signature,
     table: &Table,
@@ -180,8 +211,8 @@ fn score_signature(
         .collect();
 
     let mut imaging = Vec::with_capacity(table.rows.len());
-    let mut clinical = Vec::new();
-    let mut integrated = Vec::new();
+    let mut clinical = ModelRows::default();
+    let mut integrated = ModelRows::default();
     let mut range_warnings: Vec<RangeWarning> = Vec::new();
     let mut features = vec![0.0_f32; dimension];
     for row in 0..table.rows.len() {
@@ -201,13 +232,13 @@ fn score_signature(
             .clinical_probability_with(&values, policy)
             .with_context(|| format!("line {line}"))?
         {
-            push_outcome(&mut clinical, outcome);
+            clinical.push(outcome, line);
         }
         if let Some(outcome) = signature
             .integrated_probability_with(rad_score, &values, policy)
             .with_context(|| format!("line {line}"))?
         {
-            push_outcome(&mut integrated, outcome);
+            integrated.push(outcome, line);
         }
     }
     for warning in &range_warnings {
@@ -227,24 +258,98 @@ fn score_signature(
         name: "imaging".to_string(),
         scores: imaging,
     }];
-    for (name, scores) in [("clinical", clinical), ("integrated", integrated)] {
-        if scores.is_empty() {
+    let mut skipped = Vec::new();
+    for (name, rows) in [("clinical", clinical), ("integrated", integrated)] {
+        if rows.scores.is_empty() {
             continue;
         }
-        match scores.into_iter().collect::<Option<Vec<f64>>>() {
-            Some(scores) => models.push(Scored {
+        if rows.missing.is_empty() {
+            models.push(Scored {
                 name: name.to_string(),
-                scores,
-            }),
-            None => log::warn!(
-                "{name} model not evaluated: the table lacks some of its clinical columns"
-            ),
+                scores: rows.scores.into_iter().flatten().collect(),
+            });
+            continue;
         }
+        let missing: Vec<MissingValues> = rows
+            .missing
+            .into_iter()
+            .map(|(variable, lines)| MissingValues {
+                column_present: table.column_index(&variable).is_ok(),
+                variable,
+                lines,
+            })
+            .collect();
+        let reason = missing_reason(&missing);
+        log::warn!("{name} model not evaluated: {reason}");
+        skipped.push(SkippedModel {
+            model: name,
+            reason,
+            missing,
+        });
     }
     Ok(SignatureScores {
         models,
+        skipped,
         range_warnings,
     })
+}
+
+/// One model's probability on each row, `None` where a clinical value is missing, and
+/// the lines of the missing values by variable.
+#[derive(Default)]
+struct ModelRows {
+    scores: Vec<Option<f64>>,
+    missing: BTreeMap<String, Vec<usize>>,
+}
+
+impl ModelRows {
+    fn push(&mut self, outcome: ClinicalOutcome, line: usize) {
+        match outcome {
+            ClinicalOutcome::Available { probability } => self.scores.push(Some(probability)),
+            ClinicalOutcome::Unavailable { missing } => {
+                self.scores.push(None);
+                for variable in missing {
+                    self.missing.entry(variable).or_default().push(line);
+                }
+            }
+        }
+    }
+}
+
+/// Says which values a skipped model lacks and what to do, in one line.
+fn missing_reason(missing: &[MissingValues]) -> String {
+    let parts: Vec<String> = missing
+        .iter()
+        .map(|m| {
+            if m.column_present {
+                format!(
+                    "{} is empty or not a number on {}",
+                    m.variable,
+                    line_list(&m.lines)
+                )
+            } else {
+                format!("the table has no column {}", m.variable)
+            }
+        })
+        .collect();
+    format!(
+        "{}; fill those values or drop those rows to evaluate it",
+        parts.join(", and ")
+    )
+}
+
+/// Formats table lines for a message: "line 6", or "lines 3, 7" with at most ten listed.
+fn line_list(lines: &[usize]) -> String {
+    const LISTED: usize = 10;
+    let shown: Vec<String> = lines.iter().take(LISTED).map(usize::to_string).collect();
+    let mut text = match lines.len() {
+        1 => format!("line {}", shown[0]),
+        _ => format!("lines {}", shown.join(", ")),
+    };
+    if lines.len() > LISTED {
+        text.push_str(&format!(" and {} more", lines.len() - LISTED));
+    }
+    text
 }
 
 /// Counts one out-of-range value and logs the first few of each variable with their line.
@@ -259,12 +364,14 @@ fn count_out_of_range(warnings: &mut Vec<RangeWarning>, value: &OutOfRangeValue,
                 rows: 0,
                 lowest: value.value,
                 highest: value.value,
+                lines: Vec::new(),
             });
             warnings.len() - 1
         }
     };
     let warning = &mut warnings[index];
     warning.rows += 1;
+    warning.lines.push(line);
     warning.lowest = warning.lowest.min(value.value);
     warning.highest = warning.highest.max(value.value);
     if warning.rows <= RANGE_WARNINGS_LOGGED {
@@ -275,13 +382,6 @@ fn count_out_of_range(warnings: &mut Vec<RangeWarning>, value: &OutOfRangeValue,
             value.min,
             value.max
         );
-    }
-}
-
-fn push_outcome(scores: &mut Vec<Option<f64>>, outcome: ClinicalOutcome) {
-    match outcome {
-        ClinicalOutcome::Available { probability } => scores.push(Some(probability)),
-        ClinicalOutcome::Unavailable { .. } => scores.push(None),
     }
 }
 
@@ -465,11 +565,47 @@ fn print_summary(summary: &Value, groups: &[Group]) -> std::io::Result<()> {
             );
         }
     }
+    for line in notes(summary) {
+        outln!("{line}");
+    }
     Ok(())
 }
 
-/// Writes evaluate.md (the model table, per-group statistics, DeLong tests, out-of-range
-/// counts and the charts), evaluate.json and the charts into `directory`.
+/// Lists the models skipped for missing clinical values and the values scored by
+/// extrapolation, one line each, for the summary and the report.
+fn notes(summary: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for skipped in summary["skipped_models"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{} model not evaluated: {}",
+            text(&skipped["model"]),
+            text(&skipped["reason"])
+        ));
+    }
+    for w in summary["out_of_range"].as_array().into_iter().flatten() {
+        let rows: Vec<usize> = w["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|line| line.as_u64().map(|l| l as usize))
+            .collect();
+        lines.push(format!(
+            "{} is outside the signature's range [{}, {}] on {} (values {} to {}): \
+             scored by extrapolation",
+            text(&w["variable"]),
+            w["min"],
+            w["max"],
+            line_list(&rows),
+            w["lowest"],
+            w["highest"]
+        ));
+    }
+    lines
+}
+
+/// Writes evaluate.md (the model table, per-group statistics, DeLong tests, skipped
+/// models, extrapolated values and the charts), evaluate.json and the charts into
+/// `directory`.
 fn write_report(
     directory: &std::path::Path,
     summary: &Value,
@@ -529,22 +665,13 @@ fn write_report(
             page.push_str(&format!("\nDeLong tests of the AUCs:\n\n{lines}"));
         }
     }
-    let warnings = summary["out_of_range"].as_array().into_iter().flatten();
-    let mut lines = String::new();
-    for w in warnings {
-        lines.push_str(&format!(
-            "- {}: {} row(s) outside [{}, {}], values {} to {}, scored by extrapolation\n",
-            text(&w["variable"]),
-            w["rows"],
-            w["min"],
-            w["max"],
-            w["lowest"],
-            w["highest"]
-        ));
-    }
+    let lines: String = notes(summary)
+        .iter()
+        .map(|line| format!("- {line}\n"))
+        .collect();
     if !lines.is_empty() {
         page.push_str(&format!(
-            "\n## Clinical values outside the signature's range\n\n{lines}"
+            "\n## Models skipped and values extrapolated\n\n{lines}"
         ));
     }
     page.push_str("\n## Charts\n\n");

@@ -161,6 +161,10 @@ pub fn run_live(
     let pipeline_options = args.curve.pipeline_options()?;
 
     let (extractor, signature) = args.models.load()?;
+    let clinical_ranges = signature.clinical_ranges();
+    clinical_ranges
+        .check(&clinical)
+        .context("invalid clinical value from --set or --clinical")?;
     let demo = extractor.is_demo() || signature.demo;
     let mut display = match display {
         Some(display) => display,
@@ -190,6 +194,7 @@ pub fn run_live(
         max_exam_s: args.max_exam_minutes * 60.0,
         frame_rate: fps,
         demo,
+        clinical_ranges: Some(clinical_ranges),
         ..SessionConfig::default()
     };
     let mut session = ExamSession::new(config, clinical);

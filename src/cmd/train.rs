@@ -5,6 +5,7 @@
 //! Mann-Whitney p < 0.05, drop redundant ones (|Spearman rho| > 0.9), fit a LASSO logistic
 //! model chosen by cross-validation, then fit the clinical and integrated logistic models.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 use ceus_edge::signature::{
     ClinicalModel, ClinicalVariable, IntegratedModel, ModelAucs, Preprocessing, RadScore,
-    Signature, FORMAT_VERSION,
+    Signature, FORMAT_VERSION, UNKNOWN_EXTRACTOR_SHA256,
 };
 use ceus_edge::stats::lasso::{self, LassoOptions};
 use ceus_edge::stats::logistic::{fit_logistic, CoefficientRow, LogisticFit, LogisticOptions};
@@ -80,6 +81,10 @@ pub struct Args {
     /// deviance (1se) or the minimum itself (min).
     #[arg(long, value_enum, default_value = "1se")]
     lambda: LambdaChoice,
+    /// Unit of a clinical variable, NAME=UNIT (for example cea=ng/mL); repeatable. The
+    /// signature records it, and the range errors of `analyze` and `run` name it.
+    #[arg(long = "unit", value_name = "NAME=UNIT")]
+    units: Vec<String>,
     /// Univariate p-value below which a clinical variable enters the multivariate model.
     #[arg(long, default_value_t = 0.1)]
     clinical_p: f64,
@@ -132,6 +137,7 @@ struct Feature {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_args(&args)?;
+    let units = parse_units(&args)?;
     let table = Table::read(&args.table)?;
     let labels_all = table.label_column(&args.label)?;
     let is_test = test_rows(&args, &table, &labels_all)?;
@@ -155,9 +161,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let clinical = clinical_models(&args, &table, &is_test, &labels, &rad_scores)?;
 
     let extractor = extractor_hash(&args)?;
-    let signature = build_signature(
-        &args, &extractor, dimension, &selected, &selection, &imaging, &clinical,
+    let provenance = Provenance::new(&args, &extractor)?;
+    let mut signature = build_signature(
+        &args,
+        &provenance,
+        &extractor.sha256,
+        dimension,
+        &selected,
+        &selection,
+        &imaging,
+        &clinical,
     );
+    set_units(&mut signature, &units);
     signature
         .save(&args.out)
         .with_context(|| format!("cannot write the signature to {}", args.out.display()))?;
@@ -173,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "clinical_model": clinical.clinical_json,
         "integrated_model": clinical.integrated_json,
         "signature": args.out.display().to_string(),
+        "provenance": provenance.json(),
     });
     if let Some(directory) = &args.report {
         let models = report_models(&args, &rad_scores, &clinical, selected.len());
@@ -208,6 +224,44 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses the --unit options into units by variable name. Every name must be one of
+/// --clinical, so that a misspelt name does not leave its variable without a unit.
+fn parse_units(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut units = BTreeMap::new();
+    for option in &args.units {
+        let Some((name, unit)) = option.split_once('=') else {
+            bail!("invalid --unit `{option}`: expected NAME=UNIT, for example --unit cea=ng/mL");
+        };
+        let name = name.trim();
+        if !args.clinical.iter().any(|c| c == name) {
+            bail!(
+                "--unit `{option}` names {name:?}, which is not one of the --clinical \
+                 columns ({}): check the name",
+                args.clinical.join(", ")
+            );
+        }
+        units.insert(name.to_string(), unit.trim().to_string());
+    }
+    Ok(units)
+}
+
+/// Records the unit of each clinical variable of the signature's models that has one.
+fn set_units(signature: &mut Signature, units: &BTreeMap<String, String>) {
+    let clinical = signature
+        .clinical_model
+        .iter_mut()
+        .flat_map(|m| &mut m.variables);
+    let integrated = signature
+        .integrated_model
+        .iter_mut()
+        .flat_map(|m| &mut m.variables);
+    for variable in clinical.chain(integrated) {
+        if let Some(unit) = units.get(&variable.name) {
+            variable.unit.clone_from(unit);
+        }
+    }
 }
 
 /// Marks each row as a test row, from the split column or by a stratified seeded draw.
@@ -586,17 +640,16 @@ fn clinical_models(
 
     let names: Vec<String> = retained.iter().map(|(n, _)| n.clone()).collect();
     let mut clinical_probabilities = None;
-    let (clinical, clinical_json, clinical_aucs) = if retained.is_empty() {
-        let note = if args.clinical.is_empty() {
-            "no clinical variables given"
-        } else {
-            "no clinical variable passed the univariate screen"
-        };
-        (
-            None,
-            json!({"univariate": univariate, "coefficients": [], "auc": null, "note": note}),
-            (None, None),
-        )
+    let screen_reason = no_clinical_reason(args, &univariate);
+    let (clinical, clinical_json, clinical_aucs) = if let Some(reason) = &screen_reason {
+        let value = json!({
+            "fitted": false,
+            "reason": reason,
+            "univariate": univariate,
+            "coefficients": [],
+            "auc": null,
+        });
+        (None, value, (None, None))
     } else {
         let train: Vec<&[f64]> = retained.iter().map(|(_, v)| v.train.as_slice()).collect();
         let fit = fit_logistic(&train, &labels.train, None, true, options)
@@ -608,6 +661,7 @@ fn clinical_models(
             variables: variables(&fit, &retained, 1),
         };
         let value = json!({
+            "fitted": true,
             "univariate": univariate,
             "coefficients": fit.table(&names),
             "auc": {"train": auc_train, "test": auc_test},
@@ -631,10 +685,12 @@ fn clinical_models(
             // imaging and clinical models stay valid, so the signature is written
             // without the integrated model and scoring falls back to imaging only.
             let reason = format!(
-                "not fitted: the rad-score and clinical variables show {kind} separation \
-                 of the training rows ({detail})"
+                "the rad-score and clinical variables show {kind} separation of the \
+                 training rows ({detail})"
             );
-            log::warn!("integrated model {reason}; the signature is written without it");
+            log::warn!(
+                "integrated model not fitted: {reason}; the signature is written without it"
+            );
             IntegratedFit::NotFitted { reason }
         }
         Err(error) => {
@@ -653,6 +709,13 @@ fn clinical_models(
             probabilities,
         } => {
             integrated_probabilities = Some(probabilities);
+            let mut json = json;
+            if let Some(reason) = &screen_reason {
+                json["note"] = json!(format!(
+                    "fitted on the rad-score alone, because the clinical model was not \
+                     fitted: {reason}"
+                ));
+            }
             (Some(model), json, (Some(auc_train), auc_test), Some(cutoff))
         }
         IntegratedFit::NotFitted { reason } => (
@@ -672,6 +735,29 @@ fn clinical_models(
         retained: names,
         probabilities: [clinical_probabilities, integrated_probabilities],
     })
+}
+
+/// Says why no clinical variable enters the models, with each variable's univariate
+/// p-value, or returns `None` when at least one does.
+fn no_clinical_reason(args: &Args, univariate: &[Value]) -> Option<String> {
+    if args.clinical.is_empty() {
+        return Some("no clinical variables were given (--clinical)".to_string());
+    }
+    if univariate.iter().any(|u| u["entered"] == true) {
+        return None;
+    }
+    let p_values: Vec<String> = univariate
+        .iter()
+        .map(|u| {
+            let p = u["p_value"].as_f64().unwrap_or(f64::NAN);
+            format!("{} p = {p:.3}", u["name"].as_str().unwrap_or(""))
+        })
+        .collect();
+    Some(format!(
+        "no clinical variable passed the univariate screen p < {} ({})",
+        args.clinical_p,
+        p_values.join(", ")
+    ))
 }
 
 /// The integrated model when its fit converged, or the reason it was not fitted.
@@ -727,22 +813,37 @@ fn integrated_model(
     })
 }
 
+/// The feature extractor's SHA-256 as the signature records it, and where it came from.
+struct ExtractorHash {
+    sha256: String,
+    /// "--extractor-sha256", the side file's path, or "unknown".
+    source: String,
+}
+
 /// Returns the extractor's SHA-256: --extractor-sha256, else the first word of TABLE.sha256
-/// (written by `extract`), else 64 zeros, which no extractor matches.
-fn extractor_hash(args: &Args) -> anyhow::Result<String> {
+/// (written by `extract`), else [`UNKNOWN_EXTRACTOR_SHA256`] with a warning, because
+/// `analyze` and `run` then reject the signature with every extractor.
+fn extractor_hash(args: &Args) -> anyhow::Result<ExtractorHash> {
     if let Some(hash) = &args.extractor_sha256 {
-        return Ok(hash.clone());
+        return Ok(ExtractorHash {
+            sha256: hash.to_ascii_lowercase(),
+            source: "--extractor-sha256".to_string(),
+        });
     }
     let mut side_file = args.table.as_os_str().to_os_string();
     side_file.push(".sha256");
     let side_file = PathBuf::from(side_file);
     if !side_file.exists() {
         log::warn!(
-            "no --extractor-sha256 given and no {}: the signature records a zero hash and \
-             no extractor will match it",
+            "no --extractor-sha256 given and no {}: the signature records its feature \
+             extractor as unknown, and analyze and run will reject it; give \
+             --extractor-sha256 HEX to fit one they accept",
             side_file.display()
         );
-        return Ok("0".repeat(64));
+        return Ok(ExtractorHash {
+            sha256: UNKNOWN_EXTRACTOR_SHA256.to_string(),
+            source: "unknown".to_string(),
+        });
     }
     let text = std::fs::read_to_string(&side_file)
         .with_context(|| format!("cannot read {}", side_file.display()))?;
@@ -754,7 +855,114 @@ fn extractor_hash(args: &Args) -> anyhow::Result<String> {
         );
     }
     log::info!("extractor SHA-256 {hash} read from {}", side_file.display());
-    Ok(hash.to_string())
+    Ok(ExtractorHash {
+        sha256: hash.to_ascii_lowercase(),
+        source: side_file.display().to_string(),
+    })
+}
+
+/// The facts a researcher needs to repeat a fit: the build, the table's contents and the
+/// options that decide the result, defaults included.
+struct Provenance {
+    table_sha256: String,
+    /// The fit's options as a `train` command line, with every default spelled out.
+    options: String,
+    extractor: ExtractorHash,
+}
+
+impl Provenance {
+    fn new(args: &Args, extractor: &ExtractorHash) -> anyhow::Result<Provenance> {
+        Ok(Provenance {
+            table_sha256: file_sha256(&args.table)?,
+            options: fit_options(args),
+            extractor: ExtractorHash {
+                sha256: extractor.sha256.clone(),
+                source: extractor.source.clone(),
+            },
+        })
+    }
+
+    /// Formats the one-line text that the signature file records.
+    fn text(&self, args: &Args) -> String {
+        let extractor = if self.extractor.source == "unknown" {
+            "extractor unknown (no --extractor-sha256)".to_string()
+        } else {
+            format!(
+                "extractor SHA-256 {} from {}",
+                self.extractor.sha256, self.extractor.source
+            )
+        };
+        format!(
+            "ceus-edge {} train --table {} {}; table SHA-256 {}; {extractor}",
+            env!("CARGO_PKG_VERSION"),
+            args.table.display(),
+            self.options,
+            self.table_sha256
+        )
+    }
+
+    fn json(&self) -> Value {
+        let known = self.extractor.source != "unknown";
+        json!({
+            "ceus_edge_version": env!("CARGO_PKG_VERSION"),
+            "command_line": std::env::args().collect::<Vec<String>>(),
+            "fit_options": self.options,
+            "table_sha256": self.table_sha256,
+            "extractor_sha256": known.then_some(&self.extractor.sha256),
+            "extractor_sha256_source": self.extractor.source,
+        })
+    }
+}
+
+/// Formats the options that decide the fit as command-line options, defaults included, so
+/// that a later build with other defaults can still repeat it. Output options (--out,
+/// --report, --json, --jobs) do not change the fit and are left out.
+fn fit_options(args: &Args) -> String {
+    let mut options = vec![
+        format!("--label {}", args.label),
+        format!("--features-prefix {}", args.features_prefix),
+        format!("--feature-dimension {}", args.feature_dimension),
+    ];
+    if !args.clinical.is_empty() {
+        options.push(format!("--clinical {}", args.clinical.join(",")));
+        options.push(format!("--clinical-p {}", args.clinical_p));
+    }
+    match &args.split_column {
+        Some(column) => options.push(format!("--split-column {column}")),
+        None => options.push(format!("--test-fraction {}", args.test_fraction)),
+    }
+    match &args.fold_column {
+        Some(column) => options.push(format!("--fold-column {column}")),
+        None => options.push(format!("--folds {}", args.folds)),
+    }
+    options.push(format!("--seed {}", args.seed));
+    let lambda = match args.lambda {
+        LambdaChoice::OneSe => "1se",
+        LambdaChoice::Min => "min",
+    };
+    options.push(format!("--lambda {lambda}"));
+    if let Some(ratio) = args.lambda_min_ratio {
+        options.push(format!("--lambda-min-ratio {ratio}"));
+    }
+    if args.demo {
+        options.push("--demo".to_string());
+    }
+    options.join(" ")
+}
+
+/// Computes the SHA-256 (lowercase hex) of a file, read in pieces.
+fn file_sha256(path: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {} to hash it", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {} to hash it", path.display()))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
 }
 
 /// Clinical variables of a fit whose first clinical coefficient is at `offset`.
@@ -846,8 +1054,10 @@ fn linear_predictors(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_signature(
     args: &Args,
+    provenance: &Provenance,
     extractor: &str,
     dimension: u32,
     selected: &[&Feature],
@@ -858,12 +1068,7 @@ fn build_signature(
     Signature {
         format_version: FORMAT_VERSION,
         demo: args.demo,
-        provenance: format!(
-            "ceus-edge {} train --table {} --label {}",
-            env!("CARGO_PKG_VERSION"),
-            args.table.display(),
-            args.label
-        ),
+        provenance: provenance.text(args),
         extractor_sha256: extractor.to_ascii_lowercase(),
         preprocessing: Preprocessing::default(),
         feature_dimension: dimension,
@@ -928,9 +1133,21 @@ fn print_summary(summary: &Value) -> std::io::Result<()> {
             outln!("{name} auc: train {}, test {}", auc["train"], auc["test"]);
         }
         if let Some(reason) = summary[key]["reason"].as_str() {
-            println!("{name} model {reason}");
+            outln!("{name} model not fitted: {reason}");
+        }
+        if let Some(note) = summary[key]["note"].as_str() {
+            outln!("{name} model {note}");
         }
     }
+    let provenance = &summary["provenance"];
+    match provenance["extractor_sha256"].as_str() {
+        Some(hash) => outln!("feature extractor SHA-256 {hash}"),
+        None => outln!("feature extractor unknown: analyze and run will reject this signature"),
+    }
+    outln!(
+        "table SHA-256 {}",
+        provenance["table_sha256"].as_str().unwrap_or("")
+    );
     outln!(
         "signature written to {}",
         summary["signature"].as_str().unwrap_or("")
@@ -1111,10 +1328,11 @@ fn markdown_page(summary: &Value) -> String {
         ("clinical", "clinical_model"),
         ("integrated", "integrated_model"),
     ] {
-        for field in ["reason", "note"] {
-            if let Some(text) = summary[key][field].as_str() {
-                page.push_str(&format!("The {name} model is missing: {text}.\n\n"));
-            }
+        if let Some(text) = summary[key]["reason"].as_str() {
+            page.push_str(&format!("The {name} model was not fitted: {text}.\n\n"));
+        }
+        if let Some(text) = summary[key]["note"].as_str() {
+            page.push_str(&format!("The {name} model was {text}.\n\n"));
         }
     }
 
@@ -1154,5 +1372,24 @@ fn markdown_page(summary: &Value) -> String {
             ));
         }
     }
+    page.push_str(&provenance_section(&summary["provenance"]));
     page
+}
+
+/// Renders the provenance as a Markdown section: what repeating the fit needs.
+fn provenance_section(provenance: &Value) -> String {
+    let extractor = match provenance["extractor_sha256"].as_str() {
+        Some(hash) => format!(
+            "`{hash}` (from {})",
+            provenance["extractor_sha256_source"].as_str().unwrap_or("")
+        ),
+        None => "unknown: no --extractor-sha256 was given".to_string(),
+    };
+    format!(
+        "\n## Provenance\n\n- ceus-edge {}\n- table SHA-256 `{}`\n- options \
+         `{}`\n- feature extractor SHA-256 {extractor}\n",
+        provenance["ceus_edge_version"].as_str().unwrap_or(""),
+        provenance["table_sha256"].as_str().unwrap_or(""),
+        provenance["fit_options"].as_str().unwrap_or("")
+    )
 }

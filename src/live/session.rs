@@ -22,6 +22,7 @@ use crate::frame::{Frame, PixelFormat};
 use crate::geometry::Rect;
 use crate::layout::{DetectSettings, Layout, LayoutDetector};
 use crate::overlay::{self, OverlayContent, Phase, RiskGauge, Sparkline, HEATMAP_CELLS};
+use crate::signature::ClinicalRanges;
 use crate::tic::auto_roi::{smoothing_weight, AutoRoi, AutoRoiSettings};
 use crate::tic::linearise::PowerTable;
 use crate::tic::pipeline::{layout_from_detector, LayoutChoice, PipelineOptions, RoiChoice};
@@ -53,6 +54,9 @@ pub struct SessionConfig {
     pub frame_rate: Option<f64>,
     /// Shows the demo label: the model or signature is a demo artefact.
     pub demo: bool,
+    /// The signature's clinical variables: a `clinical` command with another name or a
+    /// value outside a variable's range is rejected. `None` (the default) checks nothing.
+    pub clinical_ranges: Option<ClinicalRanges>,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +74,7 @@ impl Default for SessionConfig {
             max_exam_s: 900.0,
             frame_rate: None,
             demo: false,
+            clinical_ranges: None,
         }
     }
 }
@@ -357,6 +362,9 @@ impl ExamSession {
                 self.restart(events, "reset");
             }
             Command::Clinical(values) => {
+                if let Some(ranges) = &self.config.clinical_ranges {
+                    ranges.check(values).map_err(|error| error.to_string())?;
+                }
                 self.clinical
                     .extend(values.iter().map(|(k, v)| (k.clone(), *v)));
                 self.rescore();
@@ -997,6 +1005,50 @@ mod tests {
         assert!(watch.check(5.0, 2.0));
         assert!(watch.check(4.0, 2.0));
         assert!(!watch.check(1.1, 2.0));
+    }
+
+    #[test]
+    fn clinical_command_outside_signature_changes_nothing() {
+        use crate::live::control::Command;
+        use crate::live::events::EventLog;
+        use crate::signature::ClinicalVariable;
+
+        let cea = ClinicalVariable {
+            name: "cea".to_string(),
+            unit: "ng/mL".to_string(),
+            min: 0.2,
+            max: 55.7,
+            coefficient: 0.06,
+        };
+        let config = SessionConfig {
+            clinical_ranges: Some(ClinicalRanges::new(vec![cea])),
+            ..SessionConfig::default()
+        };
+        let start = BTreeMap::from([("cea".to_string(), 5.0)]);
+        let mut session = ExamSession::new(config, start.clone());
+        let mut events = EventLog::default();
+
+        let cases = [
+            (("cea", 500.0), vec!["cea", "500", "[0.2, 55.7]", "ng/mL"]),
+            (("ceaa", 5.0), vec!["`ceaa`", "uses cea"]),
+        ];
+        for ((name, value), expected) in cases {
+            let values = BTreeMap::from([(name.to_string(), value)]);
+            let error = session
+                .apply(&Command::Clinical(values), &mut events)
+                .unwrap_err();
+            for part in expected {
+                assert!(error.contains(part), "{part} not in {error}");
+            }
+            assert_eq!(session.clinical, start);
+        }
+        assert!(events.events.is_empty());
+
+        let inside = BTreeMap::from([("cea".to_string(), 7.5)]);
+        session
+            .apply(&Command::Clinical(inside.clone()), &mut events)
+            .unwrap();
+        assert_eq!(session.clinical, inside);
     }
 
     #[test]

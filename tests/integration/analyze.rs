@@ -56,6 +56,8 @@ fn train_signature(dir: &Path) -> PathBuf {
             "label",
             "--clinical",
             "age",
+            "--unit",
+            "age=years",
             "--test-fraction",
             "0.3",
         ])
@@ -200,14 +202,18 @@ fn analyze_rejects_out_of_range_clinical_value() {
     );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("age"), "{stderr}");
+    assert!(
+        stderr.contains("age = 400 is outside its valid range"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("] years"), "{stderr}");
+    assert!(stderr.contains("from --set or --clinical"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
-#[test]
-fn analyze_rejects_signature_of_another_extractor() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.csv");
+/// Writes a 60-row table whose f0 shifts with the label, enough for `train` to fit.
+fn write_small_table(dir: &Path) -> PathBuf {
+    let table = dir.join("t.csv");
     let mut csv = String::from("label,f0,f1\n");
     for row in 0..60 {
         let label = row % 2;
@@ -220,6 +226,13 @@ fn analyze_rejects_signature_of_another_extractor() {
         .unwrap();
     }
     std::fs::write(&table, csv).unwrap();
+    table
+}
+
+#[test]
+fn analyze_rejects_signature_of_another_extractor() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = write_small_table(dir.path());
     let signature = dir.path().join("other.bin");
     let trained = ceus_edge()
         .args(["train", "--table"])
@@ -241,6 +254,70 @@ fn analyze_rejects_signature_of_another_extractor() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("feature extractor"), "{stderr}");
     assert!(!dir.path().join("out/result.json").exists());
+}
+
+/// Writes a 320x240 Y4M cine of `frames` black frames.
+fn write_black_y4m(path: &Path, frames: usize) {
+    let mut bytes = b"YUV4MPEG2 W320 H240 F5:1 Ip A1:1 C420jpeg\n".to_vec();
+    for _ in 0..frames {
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend(std::iter::repeat_n(0_u8, 320 * 240));
+        bytes.extend(std::iter::repeat_n(128_u8, 320 * 240 / 2));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn analyze_rejects_black_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let signature = repo_root().join("models/demo-signature.bin");
+    let cases = [
+        (1, "no contrast enhancement in the ROI"),
+        (40, "every frame is black"),
+    ];
+    for (frames, expected) in cases {
+        let input = dir.path().join(format!("black{frames}.y4m"));
+        write_black_y4m(&input, frames);
+        let out = dir.path().join(format!("out{frames}"));
+        let output = run_analyze(&input, &signature, &[], &out);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{frames} frames: {stderr}");
+        assert!(stderr.contains(expected), "{frames} frames: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!out.join("result.json").exists());
+    }
+}
+
+#[test]
+fn analyze_names_unknown_extractor_of_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = write_small_table(dir.path());
+    let signature = dir.path().join("unknown.bin");
+    let trained = ceus_edge()
+        .args(["train", "--table"])
+        .arg(&table)
+        .args(["--label", "label", "--test-fraction", "0", "--folds", "3"])
+        .arg("--out")
+        .arg(&signature)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&trained.stderr);
+    assert!(trained.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("records its feature extractor as unknown"),
+        "{stderr}"
+    );
+    let exam = write_phantom(&dir.path().join("exam"), &[]);
+
+    let output = run_analyze(&exam, &signature, &[], &dir.path().join("out"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not record its feature extractor"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&bundled_model_sha256()), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
 #[test]

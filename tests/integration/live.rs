@@ -808,6 +808,15 @@ fn run_on_phantom_cine_reports_events() {
     }
 }
 
+/// Waits up to 60 s for `run` to create its control socket, which it does after loading
+/// the models.
+fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn control_socket_takes_commands_and_quits() {
     use std::io::{BufRead, BufReader, Write};
@@ -829,10 +838,7 @@ fn control_socket_takes_commands_and_quits() {
         .spawn()
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_socket(&socket);
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
@@ -896,6 +902,58 @@ fn control_socket_takes_commands_and_quits() {
     assert!(!socket.exists(), "the socket is removed at exit");
 }
 
+/// The bundled demo signature uses cea in [0.2, 55.7], t_stage and n_stage: a clinical
+/// command outside them gets an error reply, and a valid one after it is taken.
+#[test]
+fn control_rejects_clinical_values_outside_signature() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let child = ceus_edge()
+        .args(["run", "--source", "phantom:3", "--phantom-size", "320x240"])
+        .args(["--phantom-seconds", "300", "--display", "none"])
+        .arg("--control")
+        .arg(format!("unix:{}", socket.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_socket(&socket);
+
+    let stream = UnixStream::connect(&socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut ask = |line: &str| -> Value {
+        writeln!(writer, "{line}").unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap()
+    };
+    let out_of_range = ask(r#"{"cmd":"clinical","values":{"cea":500}}"#);
+    assert_eq!(out_of_range["reply"], "error", "{out_of_range}");
+    let message = out_of_range["message"].as_str().unwrap();
+    for part in ["cea", "500", "[0.2, 55.7]", "unit"] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    let unknown = ask(r#"{"cmd":"clinical","values":{"t_stage":2,"ceaa":5}}"#);
+    assert_eq!(unknown["reply"], "error", "{unknown}");
+    let message = unknown["message"].as_str().unwrap();
+    assert!(message.contains("`ceaa`"), "{message}");
+    assert!(message.contains("cea, t_stage, n_stage"), "{message}");
+    let valid = ask(r#"{"cmd":"clinical","values":{"cea":6.5,"t_stage":3}}"#);
+    assert_eq!(valid["reply"], "ok", "{valid}");
+    assert_eq!(ask(r#"{"cmd":"quit"}"#)["reply"], "ok");
+
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn run_rejects_bad_input_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -933,6 +991,24 @@ fn run_rejects_bad_input_with_one_line() {
                 format!("v4l2:{}", not_a_device.display()),
             ],
             "video0",
+        ),
+        (
+            vec![
+                "--source".into(),
+                "phantom".into(),
+                "--set".into(),
+                "cea=500".into(),
+            ],
+            "cea = 500 is outside its valid range [0.2, 55.7]",
+        ),
+        (
+            vec![
+                "--source".into(),
+                "phantom".into(),
+                "--set".into(),
+                "ceaa=5".into(),
+            ],
+            "`ceaa` is not a variable of the signature",
         ),
     ];
     for (args, expected) in cases {

@@ -959,6 +959,12 @@ mod commands {
         assert!(page.contains("| clinical | c_texture"), "{page}");
         assert!(page.contains("![ROC curves, test rows"), "{page}");
         assert!(page.contains("(roc_test.png)"), "{page}");
+        let table_hash = summary["provenance"]["table_sha256"].as_str().unwrap();
+        assert!(
+            page.contains(&format!("- table SHA-256 `{table_hash}`")),
+            "{page}"
+        );
+        assert!(page.contains("--split-column split"), "{page}");
         let first = &summary["selection"]["selected"][0];
         let feature_row = format!(
             "| {} | {} | {} |",
@@ -1139,17 +1145,183 @@ mod commands {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         let cea = warnings.iter().find(|w| w["variable"] == "cea").unwrap();
         assert_eq!(cea["rows"], 1);
+        assert_eq!(cea["lines"], serde_json::json!([6]));
         assert_eq!(cea["highest"], 900.0);
         assert_eq!(cea["max"], 500.0);
         let models = result["models"].as_object().unwrap();
         assert!(models.contains_key("clinical"), "{result}");
         assert!(models.contains_key("integrated"), "{result}");
 
+        let text = crate::common::ceus_edge()
+            .args(&arguments[..arguments.len() - 1])
+            .output()
+            .unwrap();
+        assert!(text.status.success());
+        let stdout = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            stdout.contains(
+                "cea is outside the signature's range [0.0, 500.0] on line 6 (values 900.0 \
+                 to 900.0): scored by extrapolation"
+            ),
+            "{stdout}"
+        );
+
         external_table(&table, 4, "nan", "60");
         let stderr = run_failing(&arguments);
         assert!(stderr.contains("line 6"), "{stderr}");
         assert!(stderr.contains("cea is not finite"), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+
+    #[test]
+    fn evaluate_skips_models_with_empty_clinical_cell() {
+        let directory = tempfile::tempdir().unwrap();
+        let signature = directory.path().join("example.sig");
+        super::signature_file::example().save(&signature).unwrap();
+        let table = directory.path().join("external.csv");
+        // Line 6 contains row 4, whose cea cell is empty.
+        external_table(&table, 4, "", "60");
+        let arguments = [
+            "evaluate",
+            "--signature",
+            signature.to_str().unwrap(),
+            "--table",
+            table.to_str().unwrap(),
+            "--label",
+            "label",
+            "--json",
+        ];
+        let (result, stderr) = run(&arguments);
+        let models = result["models"].as_object().unwrap();
+        assert!(models.contains_key("imaging"), "{result}");
+        assert!(!models.contains_key("clinical"), "{result}");
+        assert!(!models.contains_key("integrated"), "{result}");
+        let skipped = result["skipped_models"].as_array().unwrap();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0]["model"], "clinical");
+        assert_eq!(skipped[1]["model"], "integrated");
+        let missing = &skipped[0]["missing"][0];
+        assert_eq!(missing["variable"], "cea");
+        assert_eq!(missing["lines"], serde_json::json!([6]));
+        assert_eq!(missing["column_present"], true);
+        assert!(
+            stderr.contains("clinical model not evaluated: cea is empty or not a number on line 6"),
+            "{stderr}"
+        );
+
+        let text = crate::common::ceus_edge()
+            .args(&arguments[..arguments.len() - 1])
+            .output()
+            .unwrap();
+        assert!(text.status.success());
+        let stdout = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            stdout
+                .contains("integrated model not evaluated: cea is empty or not a number on line 6"),
+            "{stdout}"
+        );
+
+        // Without the column, every row lacks the value: the message names the column.
+        let csv = std::fs::read_to_string(&table).unwrap();
+        let without_cea: String = csv
+            .lines()
+            .map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                format!("{}\n", cells[..cells.len() - 1].join(","))
+            })
+            .collect();
+        std::fs::write(&table, without_cea).unwrap();
+        let (result, _) = run(&arguments);
+        let skipped = &result["skipped_models"][0];
+        assert_eq!(skipped["missing"][0]["column_present"], false);
+        let reason = skipped["reason"].as_str().unwrap();
+        assert!(reason.contains("the table has no column cea"), "{reason}");
+    }
+
+    #[test]
+    fn train_says_why_clinical_model_missing() {
+        // The label follows f0, and `noise` has nothing to do with it, so it fails the
+        // univariate screen and only the rad-score enters the integrated model.
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("cohort.csv");
+        let mut text = String::from("y,noise,f0,f1\n");
+        for i in 0..60 {
+            let y = i % 2;
+            let f0 = f64::from(i % 7) + 2.0 * f64::from(y);
+            let noise = f64::from((i / 2) % 9);
+            text.push_str(&format!("{y},{noise},{f0},{}\n", (i * 37 % 11) as f64));
+        }
+        std::fs::write(&path, text).unwrap();
+        let out = directory.path().join("s.sig");
+        let mut arguments = vec![
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--clinical",
+            "noise",
+            "--test-fraction",
+            "0",
+            "--folds",
+            "5",
+            "--seed",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        let (summary, stderr) = run(&arguments);
+        let clinical = &summary["clinical_model"];
+        assert_eq!(clinical["fitted"], false, "{clinical}");
+        let reason = clinical["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("no clinical variable passed the univariate screen p < 0.1"),
+            "{reason}"
+        );
+        assert!(reason.contains("noise p = "), "{reason}");
+        let note = summary["integrated_model"]["note"].as_str().unwrap();
+        assert!(note.contains("rad-score alone"), "{note}");
+
+        let provenance = &summary["provenance"];
+        assert!(provenance["extractor_sha256"].is_null(), "{provenance}");
+        assert_eq!(provenance["extractor_sha256_source"], "unknown");
+        let table_hash = provenance["table_sha256"].as_str().unwrap();
+        assert_eq!(table_hash.len(), 64);
+        let options = provenance["fit_options"].as_str().unwrap();
+        for part in ["--seed 4", "--folds 5", "--test-fraction 0", "--lambda 1se"] {
+            assert!(options.contains(part), "{part} not in {options}");
+        }
+        assert!(
+            stderr.contains("records its feature extractor as unknown"),
+            "{stderr}"
+        );
+        let signature = ceus_edge::signature::Signature::load(&out).unwrap();
+        assert!(!signature.extractor_known());
+        assert!(signature.clinical_model.is_none());
+        assert!(
+            signature.provenance.contains(table_hash),
+            "{}",
+            signature.provenance
+        );
+        assert!(
+            signature.provenance.contains("--seed 4"),
+            "{}",
+            signature.provenance
+        );
+
+        arguments.pop();
+        let output = crate::common::ceus_edge()
+            .args(&arguments)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("clinical model not fitted: no clinical variable passed"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("feature extractor unknown"), "{stdout}");
     }
 
     #[test]
@@ -1168,6 +1340,24 @@ mod commands {
             out.to_str().unwrap(),
         ]);
         assert!(stderr.contains("line 3, column \"f0\""), "{stderr}");
+
+        let stderr = run_failing(&[
+            "train",
+            "--table",
+            path.to_str().unwrap(),
+            "--label",
+            "y",
+            "--clinical",
+            "f1",
+            "--unit",
+            "f2=mm",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            stderr.contains("--unit `f2=mm` names \"f2\", which is not one of the --clinical"),
+            "{stderr}"
+        );
 
         std::fs::write(&path, "y,f0\n1,1\n1,2\n1,3\n").unwrap();
         let stderr = run_failing(&[
