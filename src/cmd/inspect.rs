@@ -1,8 +1,10 @@
-//! `ceus-edge inspect`: what a DICOM file, Y4M stream or PNG folder contains.
+//! `ceus-edge inspect`: what a DICOM file, Y4M stream or PNG folder contains, and what a
+//! signature or feature extractor is.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ceus_edge::extractor::{manifest_path, Extractor, LoadOptions, Manifest};
 use ceus_edge::frame::Frame;
 use ceus_edge::source::dicom::{DicomHeader, DicomSource, UltrasoundRegion};
 use ceus_edge::source::{self, FrameSource, OpenOptions, SourceError, SourceInfo, TimingSource};
@@ -10,7 +12,8 @@ use serde_json::{json, Value};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// DICOM file, Y4M file, folder of PNG frames, or signature file (printed as TOML).
+    /// DICOM file, Y4M file, folder of PNG frames, signature file (printed as TOML), or
+    /// feature extractor (`.onnx`, checked against its manifest and loaded).
     file: PathBuf,
 
     /// Also print patient and visit attributes (name, ID, birth date, accession number,
@@ -34,6 +37,13 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if has_signature_magic(&args.file) {
         return print_signature(&args);
+    }
+    if args
+        .file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return print_model(&args);
     }
     let (mut report, mut source): (Report, Box<dyn FrameSource>) = if is_dicom(&args.file)? {
         let (source, timing_missing) = open_dicom(&args.file)?;
@@ -84,6 +94,41 @@ fn print_signature(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&signature)?);
     } else {
         print!("{}", signature.to_toml()?);
+    }
+    Ok(())
+}
+
+/// Checks a feature extractor against its manifest, loads it, and prints what it is.
+fn print_model(args: &Args) -> anyhow::Result<()> {
+    let extractor = Extractor::load(&args.file, &LoadOptions::default())
+        .with_context(|| format!("cannot load model {}", args.file.display()))?;
+    let manifest_file = manifest_path(&args.file);
+    let manifest = Manifest::read(&manifest_file)?;
+    let startup_ms = extractor.startup().as_secs_f64() * 1000.0;
+    let report = Report {
+        rows: vec![
+            row("model", args.file.display()),
+            row("manifest", manifest_file.display()),
+            row("sha256", extractor.sha256()),
+            row("precision", &manifest.model.precision),
+            row("demo weights", extractor.is_demo()),
+            row("threads", extractor.threads()),
+            row("load time", format!("{startup_ms:.0} ms")),
+        ],
+        json: json!({
+            "model": args.file.display().to_string(),
+            "manifest": manifest_file.display().to_string(),
+            "sha256": extractor.sha256(),
+            "precision": manifest.model.precision,
+            "demo": extractor.is_demo(),
+            "threads": extractor.threads(),
+            "load_ms": startup_ms,
+        }),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report.json)?);
+    } else {
+        out!("{}", aligned(&report.rows));
     }
     Ok(())
 }

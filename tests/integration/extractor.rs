@@ -462,6 +462,32 @@ fn npy_unsupported_files_are_rejected() {
     }
 }
 
+#[test]
+fn inspect_model_prints_checked_hash() {
+    let model = repo("models/densenet201-int8.onnx");
+    let manifest = extractor::Manifest::read(&extractor::manifest_path(&model)).unwrap();
+    let output = ceus_edge()
+        .args(["inspect", "--json"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sha256"], manifest.model.sha256.as_str());
+    assert_eq!(report["precision"], "int8");
+    assert_eq!(report["demo"], true);
+
+    // Without its manifest the model cannot be checked, so it is not loaded.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let output = ceus_edge().arg("inspect").arg(&copy).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no manifest"), "{stderr}");
+}
+
 fn ceus_edge() -> Command {
     crate::common::ceus_edge()
 }
