@@ -17,7 +17,7 @@ use super::linearise::PowerTable;
 use super::report::TicReport;
 use super::tracker::TicCurve;
 use super::TicError;
-use crate::frame::Frame;
+use crate::frame::{rgb_to_luma, Frame, PixelFormat};
 use crate::geometry::Rect;
 use crate::layout::Layout;
 
@@ -275,17 +275,37 @@ impl AutoRoi {
         }
     }
 
-    /// Sums the linear power of the frame's sector pixels per cell into `frame_sum`.
+    /// Sums the linear power of the frame's sector pixels per cell into `frame_sum`,
+    /// a row slice at a time. The frame must cover the view ([`AutoRoi::check_covers`]).
     fn sum_cells(&mut self, frame: &Frame) {
-        self.frame_sum.fill(0.0);
-        let mut pixel = 0;
-        for dy in 0..self.view.h {
-            for dx in 0..self.view.w {
-                let c = self.cell_of[pixel];
-                pixel += 1;
+        let AutoRoi {
+            view,
+            table,
+            cell_of,
+            frame_sum,
+            ..
+        } = self;
+        frame_sum.fill(0.0);
+        let bytes_per_pixel = frame.format.bytes_per_pixel();
+        let (left, width) = (view.x as usize, view.w as usize);
+        for (dy, cells) in cell_of.chunks_exact(width).enumerate() {
+            let row = frame.row(view.y + dy as u32);
+            let pixels = &row[left * bytes_per_pixel..(left + width) * bytes_per_pixel];
+            let mut add = |grey: u8, c: u32| {
                 if c != u32::MAX {
-                    let grey = frame.luma_at(self.view.x + dx, self.view.y + dy);
-                    self.frame_sum[c as usize] += self.table.power(grey);
+                    frame_sum[c as usize] += table.power(grey);
+                }
+            };
+            match frame.format {
+                PixelFormat::Gray8 => {
+                    for (&grey, &c) in pixels.iter().zip(cells) {
+                        add(grey, c);
+                    }
+                }
+                PixelFormat::Rgb8 => {
+                    for (rgb, &c) in pixels.chunks_exact(3).zip(cells) {
+                        add(rgb_to_luma(rgb[0], rgb[1], rgb[2]), c);
+                    }
                 }
             }
         }
