@@ -53,8 +53,11 @@ impl Xvfb {
                 continue;
             }
             let display = format!(":{number}");
+            // Without -noreset the server resets when its last client leaves, such as
+            // the readiness probe, and refuses connections while it does.
             let child = Command::new("Xvfb")
                 .args([display.as_str(), "-screen", "0", SCREEN, "-nolisten", "tcp"])
+                .arg("-noreset")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -166,11 +169,17 @@ fn wait_for_window(display: &str, process: &mut Running) -> Geometry {
     let deadline = Instant::now() + WINDOW_TIMEOUT;
     loop {
         if let Some(status) = process.child().try_wait().unwrap() {
-            let mut stderr = String::new();
+            let (mut stdout, mut stderr) = (String::new(), String::new());
+            if let Some(mut pipe) = process.child().stdout.take() {
+                pipe.read_to_string(&mut stdout).unwrap();
+            }
             if let Some(mut pipe) = process.child().stderr.take() {
                 pipe.read_to_string(&mut stderr).unwrap();
             }
-            panic!("ceus-edge exited with {status} before its window appeared: {stderr}");
+            panic!(
+                "ceus-edge exited with {status} before its window appeared: \
+                 stdout {stdout:?}, stderr {stderr:?}"
+            );
         }
         let info = Command::new("xwininfo")
             .args(["-display", display, "-name", "ceus-edge"])
