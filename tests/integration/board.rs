@@ -26,3 +26,45 @@ fn shipped_board_profiles_load() {
         );
     }
 }
+
+/// `install.sh --root` stages a board's files as an image build would, and the staged
+/// profile names a model that was staged with its manifest.
+#[test]
+fn install_script_stages_each_board() {
+    for board in ["raspberry-pi-5", "rk3588", "imx8mp"] {
+        let stage = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/install.sh"))
+            .args([
+                "--board",
+                board,
+                "--binary",
+                env!("CARGO_BIN_EXE_ceus-edge"),
+            ])
+            .arg("--root")
+            .arg(stage.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{board}: {stderr}");
+
+        let root = stage.path();
+        for file in [
+            "usr/local/bin/ceus-edge",
+            "etc/ceus-edge/board.toml",
+            "etc/systemd/system/ceus-edge.service",
+            "etc/udev/rules.d/99-ceus-edge-capture.rules",
+            "usr/local/share/ceus-edge/models/demo-signature.bin",
+        ] {
+            assert!(root.join(file).is_file(), "{board}: {file} not staged");
+        }
+        let profile = BoardProfile::load(&root.join("etc/ceus-edge/board.toml")).unwrap();
+        let models = root.join("usr/local/share/ceus-edge/models");
+        let model = models.join(profile.model.expect("a model"));
+        assert!(model.is_file(), "{board}: {} not staged", model.display());
+        assert!(
+            model.with_extension("toml").is_file(),
+            "{board}: no manifest"
+        );
+    }
+}
