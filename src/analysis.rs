@@ -207,8 +207,8 @@ pub fn exam_features(
 /// throughout. The extractor would still return features for such a region, and so a
 /// risk, but nothing in it comes from the patient.
 ///
-/// NOTE: a lesion that takes up no contrast at all, inside a ROI drawn tightly around
-/// it, is also black and is rejected; a ROI that includes the surrounding tissue passes.
+/// NOTE: a lesion that takes up no contrast at all, inside an ROI drawn tightly around
+/// it, is also black and is rejected. An ROI that includes the surrounding tissue passes.
 fn check_roi_signal(
     frame: &Frame,
     roi: Rect,

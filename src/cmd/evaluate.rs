@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, requires = "table")]
     signature: Option<PathBuf>,
     /// Feature table scored with --signature. A clinical value outside the signature's
-    /// range is scored by extrapolation and listed with its line under "out_of_range"; a
+    /// range is scored by extrapolation and listed with its line under "out_of_range". A
     /// model with an empty clinical cell is skipped and listed under "skipped_models".
     #[arg(long)]
     table: Option<PathBuf>,
